@@ -1,0 +1,58 @@
+# citybrain-hub — the two set-up commands are `make run` and `make test`; both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+SCREEN := hub/api/screen
+NPM_STAMP := $(SCREEN)/node_modules/.installed
+
+.PHONY: run test lint bench install clean fmt screen browser
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "citybrain-hub needs Python 3.11+, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+# The screen's one third-party file, ECharts, comes from the npm registry (package-lock.json pins it).
+$(NPM_STAMP): $(SCREEN)/package.json $(SCREEN)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd $(SCREEN) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the screen at / needs ECharts (install Node.js + npm); the API works without it"; fi
+
+screen: $(NPM_STAMP)
+
+# Headless Chromium for tests/e2e/test_screen.py (the test skips with a reason when it is missing).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian chromium + chromium-driver for the screen's e2e test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei \
+	    || echo "apt-get failed: the screen e2e test will be skipped"; \
+	else echo "no apt-get as root: skipping the browser set-up; the screen e2e test will be skipped"; fi
+
+install: $(STAMP) $(NPM_STAMP)
+
+run: $(STAMP) $(NPM_STAMP)
+	$(BIN)/hub up
+
+test: $(STAMP) $(NPM_STAMP) browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(SCREEN)/node_modules

@@ -1,0 +1,39 @@
+"""Connector names (used in URLs, the CLI and docs) → connector factories.
+
+Why a registry: ``POST /ingest/{connector}``, ``hub import --connector NAME`` and the simulator all
+resolve a name the same way, and ops injects :func:`build` into the API (which may not import
+connectors itself).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.base import Connector
+from connectors.citymgmt import CityMgmtConnector
+from connectors.courts import CourtsConnector
+from connectors.health import HealthConnector
+from connectors.open311 import Open311Connector
+from connectors.police import PoliceConnector
+from connectors.tabular import TableMapping, TabularConnector
+
+NATIVE: dict[str, type[Connector]] = {
+    "police": PoliceConnector,
+    "citymgmt": CityMgmtConnector,
+    "health": HealthConnector,
+    "courts": CourtsConnector,
+    "open311": Open311Connector,
+}
+NAMES = (*NATIVE, "tabular")
+
+
+def build(name: str, mapping: Path | None = None) -> Connector:
+    """The connector called ``name``; ``tabular`` needs a mapping file."""
+    if name == "tabular":
+        if mapping is None:
+            raise ValueError("the tabular connector needs --mapping FILE (see docs/connectors.md)")
+        return TabularConnector(mapping=TableMapping.load(mapping))
+    try:
+        return NATIVE[name]()
+    except KeyError:
+        raise ValueError(f"unknown connector {name!r}; known: {', '.join(NAMES)}") from None

@@ -1,0 +1,146 @@
+"""What every resolver gets: the read-model port, the NATS handles, configuration and the caller.
+
+Why a dataclass built once by ops: the API never constructs adapters (design §3); ``ops.runtime``
+hands over the ``ReadModels`` implementation, the NATS connection and the configured catalogue,
+grid tree and departments. Per request only the caller (``Principal``) changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from graphql import GraphQLError
+from hub.api.graphql.auth import AuthError, Principal, TokenBook
+from hub.domain.grid import GridTree
+from hub.messages import Catalogue
+from hub.views import ReadModels
+
+T = TypeVar("T")
+
+
+RecordAccess = Callable[[str, UUID, Sequence[str], str, str], None]
+"""(role, case id, fields shown, principal, operation) → recorded; ops injects the audit log."""
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentInfo:
+    code: str
+    name: str
+    name_en: str
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Refused before execution (see ``hub.api.graphql.limits``) or by the resolvers."""
+
+    max_depth: int = 10
+    max_aliases: int = 20
+    max_tokens: int = 3000
+    max_cost: int = 20_000
+    max_page: int = 200
+    mutation_timeout_s: float = 5.0
+
+
+@dataclass
+class ApiContext:
+    """Process-wide state of the GraphQL API (one per process; replicas each have their own)."""
+
+    views: ReadModels
+    tokens: TokenBook
+    catalogue: Catalogue
+    departments: Mapping[str, DepartmentInfo]
+    grids: GridTree | None = None
+    nc: Any = None  # nats.aio.client.Client: command publishes, projection notices, dead letters
+    limits: Limits = field(default_factory=Limits)
+    source: str = "hub.graphql"
+    """CloudEvents ``source`` of operator commands published by this API."""
+    record_access: RecordAccess | None = None
+    """The read access log (审计: who saw what): called whenever a case's personal detail is asked
+    for, with the fields returned (masked ones included, so screens' reads are on record too)."""
+    _cache: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
+    _snapshots: OrderedDict[Hashable, ReadModels] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached(self, key: Hashable, compute: Callable[[], T], size: int = 512) -> T:
+        """Memoise an answer whose key includes the projection position (so it can never be stale)."""
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > size:
+                self._cache.popitem(last=False)
+        return value
+
+    def at(self, as_of: datetime | None, as_of_position: int | None) -> ReadModels:
+        """The live read models, or a snapshot (kept for reuse: building one replays the prefix)."""
+        if as_of is None and as_of_position is None:
+            return self.views
+        if as_of is not None and as_of_position is not None:
+            raise GraphQLError("give asOf or asOfPosition, not both", extensions={"code": "BAD_USER_INPUT"})
+        key = ("pos", as_of_position) if as_of_position is not None else ("time", as_of)
+        with self._lock:
+            snap = self._snapshots.get(key)
+            if snap is not None:
+                self._snapshots.move_to_end(key)
+                return snap
+        if as_of_position is not None:
+            snap = self.views.as_of(position=as_of_position)
+        else:
+            snap = self.views.as_of(time=as_of)
+        with self._lock:
+            self._snapshots[key] = snap
+            while len(self._snapshots) > 8:
+                _, old = self._snapshots.popitem(last=False)
+                close = getattr(old, "close", None)
+                if close is not None:
+                    close()
+        return snap
+
+
+def api(info: Any) -> ApiContext:
+    ctx: ApiContext = info.context["api"]
+    return ctx
+
+
+def caller(info: Any) -> Principal:
+    """The authenticated caller of this request (HTTP header, WS handshake header or init payload)."""
+    context = info.context
+    found: Principal | None = context.get("principal")
+    if found is not None:
+        return found
+    try:
+        found = authenticate(context)
+    except AuthError as exc:
+        raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
+    context["principal"] = found
+    return found
+
+
+def authenticate(context: Mapping[str, Any]) -> Principal:
+    tokens = context["api"].tokens
+    params = context.get("connection_params") or {}
+    header = None
+    if isinstance(params, dict):
+        header = params.get("Authorization") or params.get("authorization")
+        if header is None and params.get("token"):
+            header = f"Bearer {params['token']}"
+    if header is None:
+        header = context["request"].headers.get("authorization")
+    principal: Principal = tokens.authenticate(header)
+    return principal
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """DuckDB queries block: run them in a worker thread (the port is thread-safe)."""
+    return await asyncio.to_thread(fn, *args)

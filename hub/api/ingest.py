@@ -1,0 +1,259 @@
+"""HTTP push (``POST /ingest/{connector}``): department systems send native records, get one answer each.
+
+Body: a JSON array of native records (``application/json``) or one record per line
+(``application/x-ndjson``). Auth: ``Authorization: Bearer <token>``; each token belongs to one
+department (部门令牌, from configuration) and may only push through that department's connectors.
+Answer: ``202 Accepted`` with one result per record (index, event id, status accepted / duplicate /
+rejected, and for a rejection the error naming the record's own field). 202, not 200, because
+"accepted" means durably in the JetStream stream; the case is updated by the intake moments later.
+
+Why the mapping is injected: ``hub.api`` may not import ``connectors`` (design §3). ops passes a
+``submit(connector, records)`` coroutine (the connector registry plus the publisher) and the
+connector → department table; this module only does HTTP: auth, limits, parsing, status codes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hub import messages as m
+
+SubmitFn = Callable[[str, Sequence[Any]], Awaitable[Sequence[Mapping[str, Any]]]]
+"""``submit(connector_name, records)`` → one result dict per record: index, status, event_id, error, field."""
+
+ADMIN = "*"
+"""A token whose department is ``*`` may push through every connector (the hub's own tools)."""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What ops injects: the connectors offered, who may use them, and the limits."""
+
+    submit: SubmitFn
+    connectors: Mapping[str, str]  # connector name → department whose token may push through it
+    tokens: Mapping[str, str]  # bearer token → department (or ADMIN)
+    max_bytes: int = 8 * 1024 * 1024
+    max_records: int = 10_000
+    descriptions: Mapping[str, str] | None = None  # connector → native format summary (OpenAPI)
+
+
+class _Problem(Exception):
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        self.status, self.detail, self.headers = status, detail, dict(headers or {})
+
+
+def _problem(exc: _Problem) -> JSONResponse:
+    return JSONResponse({"error": exc.detail, "status": exc.status}, exc.status, headers=exc.headers)
+
+
+def _authorise(request: Request, cfg: IngestConfig, connector: str) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _Problem(
+            401, "missing bearer token (Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"}
+        )
+    department = next((d for t, d in cfg.tokens.items() if hmac.compare_digest(t, token.strip())), None)
+    if department is None:
+        raise _Problem(401, "unknown token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if department not in (ADMIN, cfg.connectors[connector]):
+        raise _Problem(403, f"a {department} token may not push through the {connector} connector")
+    return department
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _Problem(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Problem(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _BadRecord:
+    """An NDJSON line that is not JSON: answered as a rejected record, the others still go through."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
+def _parse(body: bytes, content_type: str) -> list[Any]:
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"):
+        records: list[Any] = []
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                records.append(_BadRecord(f"line is not JSON: {exc}"))
+        return records
+    if ctype not in ("application/json", ""):
+        raise _Problem(
+            415, f"unsupported content type {ctype!r}; send application/json or application/x-ndjson"
+        )
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Problem(400, f"body is not JSON: {exc}") from None
+    if isinstance(parsed, dict):
+        return [parsed]
+    if not isinstance(parsed, list):
+        raise _Problem(400, "body must be a JSON array of records (or one record object)")
+    return parsed
+
+
+def ingest_routes(cfg: IngestConfig) -> list[Route]:
+    """The routes ops mounts: ``POST /ingest/{connector}`` and ``GET /ingest/openapi.json``."""
+
+    async def ingest(request: Request) -> Response:
+        connector = request.path_params["connector"]
+        try:
+            if connector not in cfg.connectors:
+                raise _Problem(
+                    404, f"unknown connector {connector!r}; known: {', '.join(sorted(cfg.connectors))}"
+                )
+            _authorise(request, cfg, connector)
+            records = _parse(await _body(request, cfg.max_bytes), request.headers.get("content-type", ""))
+            if len(records) > cfg.max_records:
+                raise _Problem(
+                    413, f"{len(records)} records exceed the limit of {cfg.max_records} per request"
+                )
+        except _Problem as exc:
+            return _problem(exc)
+        bad = {i: r.detail for i, r in enumerate(records) if isinstance(r, _BadRecord)}
+        results = list(await cfg.submit(connector, [None if i in bad else r for i, r in enumerate(records)]))
+        out = []
+        for i, result in enumerate(results):
+            row = dict(result)
+            if i in bad:
+                row.update(status="rejected", error=bad[i], field="", event_id="")
+            out.append(row)
+        counts = {s: sum(1 for r in out if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
+        return JSONResponse({"connector": connector, **counts, "results": out}, status_code=202)
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(openapi_document(cfg))
+
+    return [
+        Route("/ingest/openapi.json", openapi, methods=["GET"]),
+        Route("/ingest/{connector}", ingest, methods=["POST"]),
+    ]
+
+
+def ingest_app(cfg: IngestConfig) -> Starlette:
+    """A stand-alone ASGI app (tests, or a separate ingest process behind a proxy)."""
+    return Starlette(routes=ingest_routes(cfg))
+
+
+def openapi_document(cfg: IngestConfig) -> dict[str, Any]:
+    """OpenAPI 3.1 for integrators: the push endpoint, its answers, and the canonical event schemas."""
+    result_schema = {
+        "type": "object",
+        "required": ["index", "status", "event_id"],
+        "properties": {
+            "index": {"type": "integer", "description": "0-based position of the record in the request"},
+            "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+            "event_id": {"type": "string", "description": "id of the record's first canonical event"},
+            "event_ids": {"type": "array", "items": {"type": "string"}},
+            "error": {"type": "string", "description": "why the record was rejected"},
+            "field": {"type": "string", "description": "the record's field at fault"},
+        },
+    }
+    error = {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}
+    descriptions = cfg.descriptions or {}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "citybrain-hub ingest",
+            "version": "1",
+            "description": "Department systems push native records; each is mapped by its connector to "
+            "canonical CloudEvents (city.<department>.<kind>.<action>) and answered individually. "
+            "Connectors: "
+            + "; ".join(f"{n} ({d}): {descriptions.get(n, '')}" for n, d in sorted(cfg.connectors.items())),
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "RecordResult": result_schema,
+                "Error": error,
+                "CanonicalEvent": m.json_schemas()["envelope"],
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/ingest/{connector}": {
+                "post": {
+                    "summary": "Push native records of one department system",
+                    "parameters": [
+                        {
+                            "name": "connector",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": sorted(cfg.connectors)},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "description": f"At most {cfg.max_bytes} bytes and {cfg.max_records} records.",
+                        "content": {
+                            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "one result per record, in order",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "connector": {"type": "string"},
+                                            "accepted": {"type": "integer"},
+                                            "duplicate": {"type": "integer"},
+                                            "rejected": {"type": "integer"},
+                                            "results": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/RecordResult"},
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **{
+                            str(code): {
+                                "description": text,
+                                "content": {
+                                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                                },
+                            }
+                            for code, text in (
+                                (400, "body is not JSON"),
+                                (401, "missing or unknown token"),
+                                (403, "token of another department"),
+                                (404, "unknown connector"),
+                                (413, "body or record count over the limit"),
+                                (415, "unsupported content type"),
+                            )
+                        },
+                    },
+                }
+            }
+        },
+    }

@@ -1,0 +1,22 @@
+"""Audit (审计): the tamper-evident chain over the event store, case histories, the read access log.
+
+Everything here reads the event store itself, never the projections: auditors get what was
+recorded. ``chain`` proves nothing was modified, deleted, inserted or reordered; ``history`` lists a
+case's events; ``access`` records and lists reads of personal data. See docs/audit.md.
+"""
+
+from hub.audit.access import Access, AccessLog, read_access
+from hub.audit.chain import AuditChain, Finding, Head, Report
+from hub.audit.history import Entry, case_history
+
+__all__ = [
+    "Access",
+    "AccessLog",
+    "AuditChain",
+    "Entry",
+    "Finding",
+    "Head",
+    "Report",
+    "case_history",
+    "read_access",
+]

@@ -1,0 +1,348 @@
+"""The audit chain (审计链): sha256 over every stored event, chained in notification order.
+
+Why: auditors must be able to prove the history is complete and unaltered. Each event's link is
+``sha256(previous link ‖ notification id ‖ version ‖ originator id ‖ topic ‖ stored state)`` over
+the bytes exactly as stored (ciphertext when the store is encrypted, so verifying needs no key).
+The chain is kept in the store's database, one row per block (a batch of consecutive events):
+the notification ids actually present (PostgreSQL ids may have gaps: the chain follows the ids
+that exist, and a row deleted later is missed by id), the first 16 bytes of each link (enough to
+name the exact position of a change), the block's full head and the running count. The head is
+also anchored *outside* the store (a NATS KV bucket, or printed for a notary): someone able to
+rewrite both the events and the chain table still cannot make them match an anchored head.
+
+Why a follower of the log and not a hook inside the recorder's transaction: the chain is appended
+right after each committed batch by the store writer (bulk: one read of the batch's rows and one
+insert), and by anyone calling :meth:`AuditChain.extend`. It works for every writer (intake
+workers, access-log writers, imports) without overriding library internals; the cost is a window
+of at most one batch between commit and chain, closed again at every restart. ADR 0005.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Notification
+
+from hub.audit.sql import StoreTables
+
+log = logging.getLogger(__name__)
+
+GENESIS = hashlib.sha256(b"citybrain-hub audit chain v1").digest()
+LINK_BYTES = 16
+_HEADER = struct.Struct(">qqHHI")
+TABLE = "hub_audit_chain"
+
+
+def link(previous: bytes, n: Notification) -> bytes:
+    """The chain link of one stored event (full 32-byte sha256)."""
+    oid = n.originator_id
+    oid_bytes = oid.bytes if isinstance(oid, UUID) else str(oid).encode()
+    topic = n.topic.encode()
+    raw: Any = n.state
+    state = (
+        raw.encode() if isinstance(raw, str) else bytes(raw)
+    )  # a tampered SQLite row may come back as TEXT
+    h = hashlib.sha256(previous)
+    h.update(_HEADER.pack(n.id, n.originator_version, len(oid_bytes), len(topic), len(state)))
+    h.update(oid_bytes)
+    h.update(topic)
+    h.update(state)
+    return h.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where the chain stands: the last chained position, how many events, and the head link."""
+
+    position: int
+    count: int
+    head: str  # hex of the full sha256 link
+    block: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "count": self.count, "head": self.head, "block": self.block}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Head:
+        return cls(int(data["position"]), int(data["count"]), str(data["head"]), int(data.get("block", 0)))
+
+
+EMPTY = Head(0, 0, GENESIS.hex(), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The first place where the store and the chain disagree."""
+
+    position: int
+    kind: str  # modified | deleted | inserted | chain-tampered | anchor-mismatch | unchained
+    detail: str
+
+
+@dataclass(slots=True)
+class Report:
+    checked: int = 0
+    head: Head = EMPTY
+    finding: Finding | None = None
+    unchained: int = 0
+    anchor: Head | None = None
+    anchor_checked: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "head": self.head.to_dict(),
+            "finding": None
+            if self.finding is None
+            else {
+                "position": self.finding.position,
+                "kind": self.finding.kind,
+                "detail": self.finding.detail,
+            },
+            "unchained": self.unchained,
+            "anchor": None if self.anchor is None else self.anchor.to_dict(),
+            "anchor_checked": self.anchor_checked,
+            "notes": self.notes,
+        }
+
+
+class AuditChain:
+    """Maintains and verifies the chain of one event store (SQLite or PostgreSQL)."""
+
+    def __init__(self, recorder: Any, *, batch_size: int = 5000) -> None:
+        self.recorder = recorder
+        self.tables = StoreTables(recorder)
+        self.batch_size = batch_size
+        self._tip: Head | None = None  # cached by extend(): the writer need not re-read it per batch
+        t = self.tables.table(TABLE)
+        blob = self.tables.blob
+        self.tables.ddl(
+            f"CREATE TABLE IF NOT EXISTS {t} (block BIGINT PRIMARY KEY, first_id BIGINT NOT NULL,"
+            f" last_id BIGINT NOT NULL, n INTEGER NOT NULL, total BIGINT NOT NULL, ids {blob} NOT NULL,"
+            f" links {blob} NOT NULL, head {blob} NOT NULL, chained_at TEXT NOT NULL)"
+        )
+
+    # ------------------------------------------------------------------------------ appending
+    def head(self) -> Head:
+        rows = self.tables.query(
+            f"SELECT block, last_id, total, head FROM {self.tables.table(TABLE)} ORDER BY block DESC LIMIT 1"
+        )
+        if not rows:
+            return EMPTY
+        r = rows[0]
+        return Head(int(r["last_id"]), int(r["total"]), bytes(r["head"]).hex(), int(r["block"]))
+
+    def extend(self, limit: int | None = None) -> int:
+        """Chain every event recorded after the chain's head (one block per read); returns how many.
+
+        Safe to call from several processes: a block another process appended first makes this
+        call stop (primary key on the block number), and the next call continues from there.
+        """
+        tip = self._tip or self.head()
+        previous, position, total, block = bytes.fromhex(tip.head), tip.position, tip.count, tip.block
+        chained = 0
+        while limit is None or chained < limit:
+            section = self.recorder.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not section:
+                break
+            ids: list[int] = []
+            links = bytearray()
+            for n in section:
+                previous = link(previous, n)
+                ids.append(n.id)
+                links += previous[:LINK_BYTES]
+            block += 1
+            total += len(section)
+            try:
+                with self.tables.transaction() as cur:
+                    self.tables.execute(
+                        cur,
+                        f"INSERT INTO {self.tables.table(TABLE)} (block, first_id, last_id, n, total, ids,"
+                        " links, head, chained_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            block,
+                            ids[0],
+                            ids[-1],
+                            len(ids),
+                            total,
+                            _pack_ids(ids),
+                            bytes(links),
+                            previous,
+                            datetime.now(UTC).isoformat(),
+                        ),
+                    )
+            except Exception as exc:  # a unique violation: another process chained these first
+                self._tip = None
+                if isinstance(exc, IntegrityError) or "unique" in str(exc).lower():
+                    break
+                raise
+            chained += len(section)
+            position = ids[-1]
+            self._tip = Head(position, total, previous.hex(), block)
+        return chained
+
+    # ------------------------------------------------------------------------------ verifying
+    def _blocks(self) -> Iterator[Any]:
+        t = self.tables.table(TABLE)
+        after = 0
+        while True:
+            rows = self.tables.query(
+                f"SELECT block, first_id, last_id, n, total, ids, links, head FROM {t} WHERE block > ?"
+                " ORDER BY block LIMIT 200",
+                (after,),
+            )
+            if not rows:
+                return
+            yield from rows
+            after = int(rows[-1]["block"])
+
+    def _rows(self) -> Iterator[Notification]:
+        position = 0
+        while True:
+            section = self.recorder.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not section:
+                return
+            yield from section
+            position = section[-1].id
+
+    def verify(self, anchor: Head | None = None, progress: Callable[[int], None] | None = None) -> Report:
+        """Recompute the chain from the store; the report names the FIRST disagreement."""
+        report = Report(anchor=anchor)
+        rows = self._rows()
+        pending: Notification | None = next(rows, None)
+        previous, count, expected_block = GENESIS, 0, 1
+        last_position = 0
+
+        def stop(position: int, kind: str, detail: str) -> Report:
+            report.finding = Finding(position, kind, detail)
+            report.checked = count
+            report.head = Head(last_position, count, previous.hex())
+            return report
+
+        for block in self._blocks():
+            number, n = int(block["block"]), int(block["n"])
+            ids = _unpack_ids(bytes(block["ids"]))
+            links = bytes(block["links"])
+            if number != expected_block or len(ids) != n or len(links) != n * LINK_BYTES:
+                return stop(
+                    ids[0] if ids else last_position + 1,
+                    "chain-tampered",
+                    f"chain block {number} is malformed or out of sequence (expected block {expected_block})",
+                )
+            if ids[0] != int(block["first_id"]) or ids[-1] != int(block["last_id"]):
+                return stop(
+                    ids[0],
+                    "chain-tampered",
+                    f"chain block {number}: first/last ids disagree with its id list",
+                )
+            for i, expected_id in enumerate(ids):
+                if pending is not None and pending.id < expected_id:
+                    return stop(
+                        pending.id,
+                        "inserted",
+                        f"position {pending.id} is in the store but not in the chain (a row was inserted)",
+                    )
+                if pending is None or pending.id > expected_id:
+                    return stop(
+                        expected_id,
+                        "deleted",
+                        f"position {expected_id} is in the chain but missing from the store"
+                        " (a row was deleted)",
+                    )
+                current = link(previous, pending)
+                if current[:LINK_BYTES] != links[i * LINK_BYTES : (i + 1) * LINK_BYTES]:
+                    return stop(
+                        expected_id,
+                        "modified",
+                        f"position {expected_id} (case {pending.originator_id} v{pending.originator_version},"
+                        f" {pending.topic}) differs from what was chained: modified or reordered",
+                    )
+                previous = current
+                count += 1
+                last_position = expected_id
+                if anchor is not None and expected_id == anchor.position:
+                    report.anchor_checked = True
+                    if previous.hex() != anchor.head or count != anchor.count:
+                        return stop(
+                            expected_id,
+                            "anchor-mismatch",
+                            f"the recomputed chain at position {expected_id} ({count} events) does not match "
+                            f"the anchored head ({anchor.count} events, {anchor.head[:16]}…): history up to "
+                            f"here was rewritten together with the chain table",
+                        )
+                pending = next(rows, None)
+            if previous != bytes(block["head"]) or count != int(block["total"]):
+                return stop(
+                    last_position,
+                    "chain-tampered",
+                    f"chain block {number}: its stored head or count does not match its links",
+                )
+            expected_block += 1
+            if progress is not None:
+                progress(count)
+        report.checked = count
+        report.head = Head(last_position, count, previous.hex(), expected_block - 1)
+        if anchor is not None and not report.anchor_checked and anchor.position > 0:
+            return stop(
+                last_position,
+                "anchor-mismatch",
+                f"the anchored head is at position {anchor.position} ({anchor.count} events) but the chain "
+                f"ends at {last_position} ({count} events): events or chain blocks were removed",
+            )
+        while pending is not None:
+            if report.unchained == 0:
+                report.notes.append(f"first unchained position: {pending.id}")
+                first = pending.id
+            report.unchained += 1
+            pending = next(rows, None)
+        if report.unchained:
+            report.finding = Finding(
+                first,
+                "unchained",
+                f"{report.unchained} event(s) from position {first} are not in the chain yet: recorded after "
+                f"the last block (a running hub chains them within a batch) or inserted behind its back",
+            )
+        return report
+
+
+def follower(recorder: Any, backlog_per_call: int = 50_000) -> Callable[[], int]:
+    """For the store writer: call after every committed batch to chain it (never raises).
+
+    Each call chains the new batch plus at most ``backlog_per_call`` older unchained events, so
+    a store that predates the chain is caught up over the first batches without stalling one.
+    """
+    chain = AuditChain(recorder)
+
+    def follow() -> int:
+        try:
+            return chain.extend(limit=backlog_per_call)
+        except Exception:  # the batch is committed; the next call (or a restart) chains it
+            log.exception("audit chain: could not extend; will retry after the next batch")
+            return 0
+
+    return follow
+
+
+def _pack_ids(ids: list[int]) -> bytes:
+    return struct.pack(f"<{len(ids)}q", *ids)
+
+
+def _unpack_ids(data: bytes) -> list[int]:
+    return list(struct.unpack(f"<{len(data) // 8}q", data))

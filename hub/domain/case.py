@@ -1,0 +1,748 @@
+"""The closed-loop case (案件闭环): one aggregate for every department's case.
+
+Stages follow the national digital urban-management workflow, generalised across departments::
+
+    reported ─► registered ─► dispatched ─► accepted ─► handled ─► verified ─► closed ─► evaluated
+     上报          立案           派遣          签收         处置反馈      核查          结案       评价
+       │             │              ▲  │                     │
+       └► rejected   └► merged      │  └ returned 退回        └► rework 返工 (核查不通过 → accepted again)
+          不予立案       合并         └── (all departments returned → registered, awaiting re-dispatch)
+    any open stage: escalated 督办 · extended 延期 · suspended 挂起 / resumed 恢复 · linked 关联
+
+Deadlines (办理时限): a command that moves the case into a new open stage asks the SLA policy it is
+given (:class:`hub.domain.sla.Deadlines`) when that stage is due, and records the answer in the
+event (``due``), so replay never consults the policy. Suspension pauses the clock (the deadline is
+moved on resume), an extension (延期) replaces the deadline, and the deadline watcher turns a
+breach into an ``Escalated`` event carrying the breached stage and deadline.
+
+Links (关联): a case may wait for the cases it referred work to (``referred_to``, e.g. 警调对接 to
+court mediation) or split work into (``parent_of``, e.g. a 心理危机 report opening 综治 and 精神卫生
+cases). It cannot close until each of them has concluded (``LinkConcluded``).
+
+Why one aggregate per case: every command is decided against the case's own history, so a case is
+the consistency boundary; cross-department work (联合处置, 警调对接) is several responsible
+departments on one case, or links between cases, never a transaction spanning cases.
+
+Events are past-tense classes nested in the aggregate with explicit, versioned topics, so the
+stored history survives renames of this module. Every event carries the source's ``event_id``
+(idempotent receiver: an id already applied is skipped), the event time ``at`` given by the
+source (never arrival time, so history can be imported) and the ``actor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from hub.domain.sla import Deadlines
+
+
+class Stage(StrEnum):
+    """Where a case stands in the closed loop."""
+
+    REPORTED = "reported"  # 上报
+    REGISTERED = "registered"  # 立案
+    REJECTED = "rejected"  # 不予立案 (terminal)
+    MERGED = "merged"  # 合并入主案件 (terminal)
+    DISPATCHED = "dispatched"  # 派遣
+    ACCEPTED = "accepted"  # 签收
+    HANDLED = "handled"  # 处置反馈
+    VERIFIED = "verified"  # 核查通过
+    CLOSED = "closed"  # 结案
+    EVALUATED = "evaluated"  # 评价 (terminal)
+
+
+class Part(StrEnum):
+    """A responsible department's own progress on a (possibly joint, 联合处置) case."""
+
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    HANDLED = "handled"
+
+
+STAGE_LABELS: dict[Stage, str] = {
+    Stage.REPORTED: "上报",
+    Stage.REGISTERED: "立案",
+    Stage.REJECTED: "不予立案",
+    Stage.MERGED: "合并",
+    Stage.DISPATCHED: "派遣",
+    Stage.ACCEPTED: "签收",
+    Stage.HANDLED: "处置反馈",
+    Stage.VERIFIED: "核查",
+    Stage.CLOSED: "结案",
+    Stage.EVALUATED: "评价",
+}
+
+OPEN_STAGES = frozenset(
+    {Stage.REPORTED, Stage.REGISTERED, Stage.DISPATCHED, Stage.ACCEPTED, Stage.HANDLED, Stage.VERIFIED}
+)
+"""Stages in which the case is still someone's work (SLA clock running unless suspended)."""
+
+PRIORITIES = ("urgent", "high", "normal", "low")
+RELATIONS = ("referred_to", "referred_from", "duplicate_of", "duplicated_by", "parent_of", "child_of")
+INVERSE: dict[str, str] = {
+    "referred_to": "referred_from",
+    "referred_from": "referred_to",
+    "duplicate_of": "duplicated_by",
+    "duplicated_by": "duplicate_of",
+    "parent_of": "child_of",
+    "child_of": "parent_of",
+}
+"""Each link is recorded on both cases, the target holding the inverse relation."""
+WAITING_RELATIONS = frozenset({"referred_to", "parent_of"})
+"""Relations whose target must conclude before this case may close (转介 awaits the result; a parent
+awaits all its children)."""
+CONCLUDED_STAGES = frozenset({"closed", "evaluated", "rejected", "merged"})
+
+# The commands allowed from each stage (besides the per-department and suspension guards).
+ALLOWED: dict[Stage, tuple[str, ...]] = {
+    Stage.REPORTED: ("register", "reject", "merge", "escalate", "extend", "suspend", "link"),
+    Stage.REGISTERED: ("dispatch", "merge", "escalate", "extend", "suspend", "link"),
+    # handle: in joint handling (联合处置) a department that has signed may report while another
+    # has not signed yet; the per-department guard requires its own 签收 first.
+    Stage.DISPATCHED: ("dispatch", "accept", "return", "handle", "escalate", "extend", "suspend", "link"),
+    Stage.ACCEPTED: ("dispatch", "accept", "return", "handle", "escalate", "extend", "suspend", "link"),
+    Stage.HANDLED: ("verify", "escalate", "extend", "suspend", "link"),
+    Stage.VERIFIED: ("close", "escalate", "extend", "suspend", "link"),
+    Stage.CLOSED: ("evaluate", "link"),
+    Stage.EVALUATED: ("evaluate", "link"),
+    Stage.REJECTED: (),
+    Stage.MERGED: (),
+}
+"""The transition table: the single source of truth for what may happen next (and for refusals)."""
+
+
+class CaseRefused(Exception):
+    """A command the case's current stage does not allow; the message says what is allowed instead."""
+
+    def __init__(self, command: str, case: Case | None, why: str) -> None:
+        self.command = command
+        self.stage = case.stage if case is not None else None
+        if case is None:
+            message = f"cannot {command}: {why}"
+        else:
+            allowed = ", ".join(case.allowed_commands()) or "nothing (the case is finished)"
+            message = (
+                f"cannot {command} case {case.caseref!r}: {why}; it is {case.stage.value} "
+                f"({STAGE_LABELS[case.stage]}), allowed from there: {allowed}"
+            )
+        super().__init__(message)
+
+
+class Case(Aggregate):
+    """案件: a department's case moving through the hub's closed loop."""
+
+    TOPIC = "citybrain.case"
+
+    class Event(Aggregate.Event):
+        """Common to every case event: who did it, when (source time) and under which event id."""
+
+        TOPIC = "citybrain.case.event"
+        event_id: str
+        at: datetime
+        actor: str
+        department: str
+
+        def apply(self, aggregate: Any) -> None:
+            case: Case = aggregate
+            case.applied.add(self.event_id)
+            case.updated_at = self.at
+            self.update(case)
+
+        def update(self, case: Case) -> None:
+            """The event's effect on state; runs both when triggered and when replayed."""
+
+    # ------------------------------------------------------------------ events (past tense)
+    class Reported(Aggregate.Created, Event):
+        TOPIC = "citybrain.case.reported.v1"
+        source: str
+        caseref: str
+        kind: str
+        category: str
+        title: str
+        description: str
+        priority: str
+        channel: str
+        grid: str | None
+        location: dict[str, Any] | None
+        reporter: dict[str, Any] | None
+        attachments: list[str]
+        due: datetime | None
+
+    class Registered(Event):
+        TOPIC = "citybrain.case.registered.v1"
+        category: str | None
+        priority: str | None
+        note: str
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.due = self.due
+            case.stage = Stage.REGISTERED
+            case.registered_at = self.at
+            if self.category:
+                case.category = self.category
+            if self.priority:
+                case.priority = self.priority
+
+    class Rejected(Event):
+        TOPIC = "citybrain.case.rejected.v1"
+        reason: str
+
+        def update(self, case: Case) -> None:
+            case.due = None
+            case.stage = Stage.REJECTED
+            case.finished_reason = self.reason
+
+    class Merged(Event):
+        TOPIC = "citybrain.case.merged.v1"
+        primary_id: UUID
+        note: str
+
+        def update(self, case: Case) -> None:
+            case.due = None
+            case.stage = Stage.MERGED
+            case.merged_into = self.primary_id
+
+    class Dispatched(Event):
+        TOPIC = "citybrain.case.dispatched.v1"
+        departments: list[str]
+        note: str
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.due = self.due
+            for dept in self.departments:
+                case.parts.setdefault(dept, Part.DISPATCHED)
+            case.dispatched_at = case.dispatched_at or self.at
+            case._settle()
+
+    class Accepted(Event):
+        TOPIC = "citybrain.case.accepted.v1"
+        note: str
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.due = self.due
+            case.parts[self.department] = Part.ACCEPTED
+            case.accepted_at = case.accepted_at or self.at
+            case._settle()
+
+    class Returned(Event):
+        TOPIC = "citybrain.case.returned.v1"
+        reason: str
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.due = self.due
+            del case.parts[self.department]
+            case.returns += 1
+            case._settle()
+
+    class Handled(Event):
+        TOPIC = "citybrain.case.handled.v1"
+        note: str
+        attachments: list[str]
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.due = self.due
+            case.parts[self.department] = Part.HANDLED
+            case._settle()
+            if case.stage is Stage.HANDLED:
+                case.handled_at = self.at
+
+    class Verified(Event):
+        TOPIC = "citybrain.case.verified.v1"
+        passed: bool
+        note: str
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.due = self.due
+            if self.passed:
+                case.stage = Stage.VERIFIED
+                case.verified_at = self.at
+            else:  # 返工: every responsible department has to handle it again
+                case.reworks += 1
+                for dept in case.parts:
+                    case.parts[dept] = Part.ACCEPTED
+                case.stage = Stage.ACCEPTED
+
+    class Closed(Event):
+        TOPIC = "citybrain.case.closed.v1"
+        note: str
+
+        def update(self, case: Case) -> None:
+            case.due = None
+            case.stage = Stage.CLOSED
+            case.closed_at = self.at
+
+    class Evaluated(Event):
+        TOPIC = "citybrain.case.evaluated.v1"
+        score: int
+        by: str
+        note: str
+
+        def update(self, case: Case) -> None:
+            case.stage = Stage.EVALUATED
+            case.scores[self.by] = self.score
+
+    class Escalated(Event):
+        TOPIC = "citybrain.case.escalated.v1"
+        level: int
+        reason: str
+        stage: str | None
+        """For an SLA breach: the stage whose deadline passed (None for an operator's 督办)."""
+        deadline: datetime | None
+        """For an SLA breach: the deadline that passed; the event time ``at`` is that moment."""
+
+        def update(self, case: Case) -> None:
+            case.escalation_level = max(case.escalation_level, self.level)
+            case.escalations += 1
+            if self.deadline is not None:
+                case.breaches += 1
+
+    class Extended(Event):
+        TOPIC = "citybrain.case.extended.v1"
+        until: datetime
+        reason: str
+
+        def update(self, case: Case) -> None:
+            case.extended_until = self.until
+            case.due = self.until
+
+    class Suspended(Event):
+        TOPIC = "citybrain.case.suspended.v1"
+        reason: str
+
+        def update(self, case: Case) -> None:
+            case.suspended_since = self.at
+
+    class Resumed(Event):
+        TOPIC = "citybrain.case.resumed.v1"
+        note: str
+        due: datetime | None
+
+        def update(self, case: Case) -> None:
+            case.suspended_since = None
+            case.due = self.due
+
+    class Linked(Event):
+        TOPIC = "citybrain.case.linked.v1"
+        relation: str
+        target_id: UUID
+        target_department: str | None
+        note: str
+
+        def update(self, case: Case) -> None:
+            case.links.append((self.relation, self.target_id, self.target_department))
+            if self.relation in WAITING_RELATIONS:
+                case.awaiting[self.target_id] = self.relation
+
+    class LinkConcluded(Event):
+        """A case this one waits for (referral, child) has concluded: closed, rejected or merged."""
+
+        TOPIC = "citybrain.case.link_concluded.v1"
+        target_id: UUID
+        outcome: str
+
+        def update(self, case: Case) -> None:
+            case.awaiting.pop(self.target_id, None)
+            case.concluded_links[self.target_id] = self.outcome
+
+    # ------------------------------------------------------------------ state
+    def __init__(
+        self,
+        *,
+        event_id: str,
+        at: datetime,
+        actor: str,
+        department: str,
+        source: str,
+        caseref: str,
+        kind: str,
+        category: str,
+        title: str,
+        description: str,
+        priority: str,
+        channel: str,
+        grid: str | None,
+        location: dict[str, Any] | None,
+        reporter: dict[str, Any] | None,
+        attachments: list[str],
+        due: datetime | None,
+    ) -> None:
+        self.applied: set[str] = {event_id}
+        self.source, self.caseref, self.kind = source, caseref, kind
+        self.origin_department = department
+        self.category, self.priority, self.channel = category, priority, channel
+        self.title, self.description = title, description
+        self.grid, self.location, self.reporter = grid, location, reporter
+        self.attachments = list(attachments)
+        self.reported_by = actor
+        self.stage = Stage.REPORTED
+        self.reported_at: datetime = at
+        self.updated_at: datetime = at
+        self.registered_at: datetime | None = None
+        self.dispatched_at: datetime | None = None
+        self.accepted_at: datetime | None = None
+        self.handled_at: datetime | None = None
+        self.verified_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.parts: dict[str, Part] = {}
+        self.returns = 0
+        self.reworks = 0
+        self.escalations = 0
+        self.escalation_level = 0
+        self.extended_until: datetime | None = None
+        self.suspended_since: datetime | None = None
+        self.scores: dict[str, int] = {}
+        self.links: list[tuple[str, UUID, str | None]] = []
+        self.awaiting: dict[UUID, str] = {}
+        """Linked cases that must conclude before this one may close (target id → relation)."""
+        self.concluded_links: dict[UUID, str] = {}
+        self.due: datetime | None = due
+        """Deadline of the current stage (SLA); None when the stage has no limit or is finished."""
+        self.breaches = 0
+        self.merged_into: UUID | None = None
+        self.finished_reason: str | None = None
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def is_open(self) -> bool:
+        return self.stage in OPEN_STAGES
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_since is not None
+
+    def has_applied(self, event_id: str) -> bool:
+        return event_id in self.applied
+
+    def allowed_commands(self) -> tuple[str, ...]:
+        if self.is_suspended:
+            return ("resume", "escalate", "extend", "link")
+        return ALLOWED[self.stage]
+
+    def _settle(self) -> None:
+        """Derive the case stage from its responsible departments' progress (联合处置)."""
+        self.stage = stage_of(self.parts)
+
+    def _due(
+        self, stage: Stage, at: datetime, sla: Deadlines | None, *, restart: bool = False
+    ) -> datetime | None:
+        """The deadline to record for ``stage`` entered at ``at``: kept when the stage is unchanged."""
+        if stage not in OPEN_STAGES:
+            return None
+        if stage is self.stage and not restart:
+            return self.due
+        return sla.due(stage.value, at) if sla is not None else None
+
+    @property
+    def is_concluded(self) -> bool:
+        return self.stage.value in CONCLUDED_STAGES
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Open, not suspended, with a deadline before ``now`` (event time of the watcher's run)."""
+        return self.is_open and not self.is_suspended and self.due is not None and self.due < now
+
+    # ------------------------------------------------------------------ commands
+    @classmethod
+    def report(
+        cls,
+        case_id: UUID,
+        *,
+        event_id: str,
+        at: datetime,
+        actor: str,
+        department: str,
+        source: str,
+        caseref: str,
+        kind: str,
+        category: str,
+        title: str,
+        description: str = "",
+        priority: str = "normal",
+        channel: str = "system",
+        grid: str | None = None,
+        location: dict[str, Any] | None = None,
+        reporter: dict[str, Any] | None = None,
+        attachments: Iterable[str] = (),
+        sla: Deadlines | None = None,
+    ) -> Case:
+        """上报: open a new case; ``sla`` gives the 立案 deadline."""
+        if priority not in PRIORITIES:
+            raise CaseRefused("report", None, f"priority {priority!r} is not one of {PRIORITIES}")
+        return cls._create(
+            cls.Reported,
+            id=case_id,
+            event_id=event_id,
+            at=at,
+            actor=actor,
+            department=department,
+            source=source,
+            caseref=caseref,
+            kind=kind,
+            category=category,
+            title=title,
+            description=description,
+            priority=priority,
+            channel=channel,
+            grid=grid,
+            location=location,
+            reporter=reporter,
+            attachments=list(attachments),
+            due=sla.due(Stage.REPORTED.value, at) if sla is not None else None,
+        )
+
+    def _guard(self, command: str) -> None:
+        if command not in self.allowed_commands():
+            why = "it is suspended (挂起)" if self.is_suspended else "not allowed now"
+            raise CaseRefused(command, self, why)
+
+    def register(
+        self, *, event_id: str, at: datetime, actor: str, department: str,
+        category: str | None = None, priority: str | None = None, note: str = "",
+        sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """立案 (``sla`` should reflect a corrected category or priority)."""
+        self._guard("register")
+        if priority is not None and priority not in PRIORITIES:
+            raise CaseRefused("register", self, f"priority {priority!r} is not one of {PRIORITIES}")
+        self.trigger_event(
+            self.Registered, event_id=event_id, at=at, actor=actor, department=department,
+            category=category, priority=priority, note=note, due=self._due(Stage.REGISTERED, at, sla),
+        )  # fmt: skip
+
+    def reject(self, *, event_id: str, at: datetime, actor: str, department: str, reason: str) -> None:
+        """不予立案 (with the reason, which the reporter is told)."""
+        self._guard("reject")
+        self.trigger_event(
+            self.Rejected, event_id=event_id, at=at, actor=actor, department=department, reason=reason
+        )
+
+    def merge(
+        self, *, event_id: str, at: datetime, actor: str, department: str, primary_id: UUID, note: str = ""
+    ) -> None:
+        """合并: this case is a duplicate of ``primary_id`` and ends here."""
+        self._guard("merge")
+        if primary_id == self.id:
+            raise CaseRefused("merge", self, "a case cannot be merged into itself")
+        self.trigger_event(
+            self.Merged, event_id=event_id, at=at, actor=actor, department=department,
+            primary_id=primary_id, note=note,
+        )  # fmt: skip
+
+    def dispatch(
+        self, *, event_id: str, at: datetime, actor: str, department: str,
+        departments: Iterable[str], note: str = "", sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """派遣 to one or more responsible departments (several = 联合处置)."""
+        self._guard("dispatch")
+        new = [d for d in dict.fromkeys(departments) if d not in self.parts]
+        if not new:
+            raise CaseRefused("dispatch", self, "every named department is already responsible")
+        after = stage_of({**self.parts, **dict.fromkeys(new, Part.DISPATCHED)})
+        self.trigger_event(
+            self.Dispatched, event_id=event_id, at=at, actor=actor, department=department,
+            departments=new, note=note, due=self._due(after, at, sla),
+        )  # fmt: skip
+
+    def _guard_part(self, command: str, department: str, allowed: tuple[Part, ...]) -> None:
+        self._guard(command)
+        part = self.parts.get(department)
+        if part is None:
+            responsible = ", ".join(self.parts) or "none"
+            raise CaseRefused(command, self, f"{department} is not responsible (responsible: {responsible})")
+        if part not in allowed:
+            if part is Part.DISPATCHED:
+                raise CaseRefused(command, self, f"{department} has not accepted it (签收) yet")
+            raise CaseRefused(command, self, f"{department} has already {part.value} it")
+
+    def accept(
+        self, *, event_id: str, at: datetime, actor: str, department: str, note: str = "",
+        sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """签收 by a responsible department."""
+        self._guard_part("accept", department, (Part.DISPATCHED,))
+        after = stage_of({**self.parts, department: Part.ACCEPTED})
+        self.trigger_event(
+            self.Accepted, event_id=event_id, at=at, actor=actor, department=department, note=note,
+            due=self._due(after, at, sla),
+        )  # fmt: skip
+
+    def return_(
+        self, *, event_id: str, at: datetime, actor: str, department: str, reason: str,
+        sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """退回: the department says the case is not its responsibility; the centre re-dispatches."""
+        self._guard_part("return", department, (Part.DISPATCHED, Part.ACCEPTED))
+        after = stage_of({d: p for d, p in self.parts.items() if d != department})
+        self.trigger_event(
+            self.Returned, event_id=event_id, at=at, actor=actor, department=department, reason=reason,
+            due=self._due(after, at, sla),
+        )  # fmt: skip
+
+    def handle(
+        self, *, event_id: str, at: datetime, actor: str, department: str,
+        note: str = "", attachments: Iterable[str] = (), sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """处置反馈 from a responsible department that has signed for the case."""
+        self._guard_part("handle", department, (Part.ACCEPTED,))
+        after = stage_of({**self.parts, department: Part.HANDLED})
+        self.trigger_event(
+            self.Handled, event_id=event_id, at=at, actor=actor, department=department,
+            note=note, attachments=list(attachments), due=self._due(after, at, sla),
+        )  # fmt: skip
+
+    def verify(
+        self, *, event_id: str, at: datetime, actor: str, department: str, passed: bool, note: str = "",
+        sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """核查: passed → closable; failed → 返工, back to the responsible departments (new 处置时限)."""
+        self._guard("verify")
+        after = Stage.VERIFIED if passed else Stage.ACCEPTED
+        self.trigger_event(
+            self.Verified, event_id=event_id, at=at, actor=actor, department=department,
+            passed=passed, note=note, due=self._due(after, at, sla, restart=True),
+        )  # fmt: skip
+
+    def close(self, *, event_id: str, at: datetime, actor: str, department: str, note: str = "") -> None:
+        """结案 after a passed verification, once every referral and child case has concluded."""
+        self._guard("close")
+        if self.awaiting:
+            waiting = ", ".join(f"{rel} {target}" for target, rel in self.awaiting.items())
+            raise CaseRefused("close", self, f"it waits for linked cases to conclude ({waiting})")
+        self.trigger_event(
+            self.Closed, event_id=event_id, at=at, actor=actor, department=department, note=note
+        )
+
+    def evaluate(
+        self, *, event_id: str, at: datetime, actor: str, department: str,
+        score: int, by: str = "citizen", note: str = "",
+    ) -> None:  # fmt: skip
+        """评价: satisfaction 1–5, once by the citizen and once by an operator."""
+        self._guard("evaluate")
+        if not 1 <= score <= 5:
+            raise CaseRefused("evaluate", self, f"score {score} is outside 1–5")
+        if by in self.scores:
+            raise CaseRefused("evaluate", self, f"already evaluated by {by}")
+        self.trigger_event(
+            self.Evaluated, event_id=event_id, at=at, actor=actor, department=department,
+            score=score, by=by, note=note,
+        )  # fmt: skip
+
+    def escalate(
+        self, *, event_id: str, at: datetime, actor: str, department: str, reason: str, level: int = 1,
+        stage: str | None = None, deadline: datetime | None = None,
+    ) -> None:  # fmt: skip
+        """督办: by an operator, or by the SLA watcher when a deadline is breached.
+
+        A breach names the stage and deadline it is about; it is refused when that deadline is no
+        longer the case's current one (the case moved on, was extended or suspended meanwhile).
+        """
+        self._guard("escalate")
+        if not 1 <= level <= 5:
+            raise CaseRefused("escalate", self, f"level {level} is outside 1–5")
+        if (stage is None) != (deadline is None):
+            raise CaseRefused("escalate", self, "an SLA breach names both the stage and the deadline")
+        if deadline is not None and (self.is_suspended or stage != self.stage.value or deadline != self.due):
+            due = self.due.isoformat() if self.due else "none"
+            raise CaseRefused(
+                "escalate", self,
+                f"the {stage} deadline {deadline.isoformat()} is not current (current deadline: {due})",
+            )  # fmt: skip
+        self.trigger_event(
+            self.Escalated, event_id=event_id, at=at, actor=actor, department=department,
+            level=level, reason=reason, stage=stage, deadline=deadline,
+        )  # fmt: skip
+
+    def extend(
+        self, *, event_id: str, at: datetime, actor: str, department: str, until: datetime, reason: str
+    ) -> None:
+        """延期: a new deadline for the current stage."""
+        self._guard("extend")
+        if until <= at:
+            raise CaseRefused(
+                "extend", self, f"the new deadline {until.isoformat()} is not after {at.isoformat()}"
+            )
+        self.trigger_event(
+            self.Extended, event_id=event_id, at=at, actor=actor, department=department,
+            until=until, reason=reason,
+        )  # fmt: skip
+
+    def suspend(self, *, event_id: str, at: datetime, actor: str, department: str, reason: str) -> None:
+        """挂起: the SLA clock pauses; no progress until resumed."""
+        if self.is_suspended:
+            raise CaseRefused("suspend", self, "it is already suspended (挂起)")
+        self._guard("suspend")
+        self.trigger_event(
+            self.Suspended, event_id=event_id, at=at, actor=actor, department=department, reason=reason
+        )
+
+    def resume(
+        self, *, event_id: str, at: datetime, actor: str, department: str, note: str = "",
+        sla: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        """恢复 a suspended case; the deadline moves on by the working time spent suspended."""
+        if not self.is_suspended:
+            raise CaseRefused("resume", self, "it is not suspended")
+        assert self.suspended_since is not None
+        if at < self.suspended_since:
+            raise CaseRefused("resume", self, f"resumed at {at.isoformat()}, before it was suspended")
+        due = self.due
+        if due is not None and sla is not None and self.is_open:
+            due = sla.resume(self.stage.value, due, self.suspended_since, at)
+        self.trigger_event(
+            self.Resumed, event_id=event_id, at=at, actor=actor, department=department, note=note, due=due
+        )
+
+    def link(
+        self, *, event_id: str, at: datetime, actor: str, department: str, relation: str,
+        target_id: UUID, target_department: str | None = None, note: str = "",
+    ) -> None:  # fmt: skip
+        """关联 to a case in another department (referral 转介, duplicate, parent/child)."""
+        self._guard("link")
+        if relation not in RELATIONS:
+            raise CaseRefused("link", self, f"relation {relation!r} is not one of {RELATIONS}")
+        if target_id == self.id:
+            raise CaseRefused("link", self, "a case cannot be linked to itself")
+        if any(r == relation and t == target_id for r, t, _ in self.links):
+            raise CaseRefused("link", self, f"already {relation} {target_id}")
+        self.trigger_event(
+            self.Linked, event_id=event_id, at=at, actor=actor, department=department,
+            relation=relation, target_id=target_id, target_department=target_department, note=note,
+        )  # fmt: skip
+
+    def is_linked(self, relation: str, target_id: UUID) -> bool:
+        return any(r == relation and t == target_id for r, t, _ in self.links)
+
+    def conclude_link(
+        self, *, event_id: str, at: datetime, actor: str, department: str, target_id: UUID, outcome: str
+    ) -> None:
+        """A referral or child case concluded; raised by the hub, not by a department."""
+        if target_id not in self.awaiting:
+            raise CaseRefused("conclude_link", self, f"it does not wait for case {target_id}")
+        if outcome not in CONCLUDED_STAGES:
+            raise CaseRefused("conclude_link", self, f"{outcome!r} is not a conclusion")
+        self.trigger_event(
+            self.LinkConcluded, event_id=event_id, at=at, actor=actor, department=department,
+            target_id=target_id, outcome=outcome,
+        )  # fmt: skip
+
+
+def stage_of(parts: dict[str, Part]) -> Stage:
+    """The stage of a dispatched case from its responsible departments' progress (联合处置)."""
+    if not parts:
+        return Stage.REGISTERED
+    if all(p is Part.HANDLED for p in parts.values()):
+        return Stage.HANDLED
+    if all(p is not Part.DISPATCHED for p in parts.values()):
+        return Stage.ACCEPTED
+    return Stage.DISPATCHED

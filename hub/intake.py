@@ -1,0 +1,723 @@
+"""Intake (接入): JetStream ``CITY`` → validate → cases → one store transaction → ack.
+
+The exactly-once argument, step by step:
+
+1. A durable pull consumer hands out a batch; nothing is acknowledged yet.
+2. Every event is validated; each valid one is decided against its case in memory.
+3. All new case events of the batch are recorded in **one** store transaction.
+4. Only then are the messages acknowledged. A crash before the ack makes JetStream redeliver;
+   the case recognises the event id it already holds (idempotent receiver) and the redelivered
+   message is simply acknowledged. Publishers' retries are deduplicated earlier still, by the
+   stream's ``Nats-Msg-Id`` window.
+
+Bad input never blocks the stream and is never dropped: an invalid event is copied to
+``CITY_DLQ`` with headers naming the reason, the field, the original subject and sequence, and
+only then terminated. An event its case cannot take *yet* (its report is still on the way, or an
+earlier step is) is negatively acknowledged with a growing delay and dead-lettered only when the
+retries run out. ``hub dlq replay`` re-drives dead letters; the dead letter is deleted only once
+its replay has been applied or dead-lettered again.
+
+Why a hand-written pull: nats-py's ``fetch()`` costs ≈ 40 µs a message; a pull request on our own
+inbox, its messages taken straight from nats-py's parser, is several times cheaper, and lets the
+next batch stream in while the current one is being committed by the writer (a process of its own
+fed over a pipe without waiting, ``ops/writer.py``; or a thread when the ledger is in-process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from hub import messages as m
+from hub.application import Outcome, Verdict
+
+log = logging.getLogger(__name__)
+
+DURABLE = "intake"
+PIPELINE = 2
+"""Batches handed to the writer before the oldest is settled (more only adds latency)."""
+T = TypeVar("T")
+
+
+class Ledger(Protocol):
+    """What the intake needs of the case ledger: the in-process ``CaseLedger``, or a proxy to a
+    store-writer process (``ops.writer.RemoteLedger``) so that deciding and recording run on their
+    own core while this process talks to NATS."""
+
+    def apply_batch(self, items: Sequence[m.Valid]) -> list[Outcome]: ...
+
+    def breach_events(self, now: datetime) -> list[dict[str, Any]]: ...
+
+
+class PipelinedLedger(Ledger, Protocol):
+    """A ledger the event loop can hand batches to without a thread: ``submit_batch`` sends at once
+    (batches are applied in call order) and returns the future of the outcomes
+    (``ops.writer.RemoteLedger``); the intake uses it when the ledger has it."""
+
+    def submit_batch(self, items: Sequence[m.Valid]) -> asyncio.Future[list[Outcome]]: ...
+
+
+# --------------------------------------------------------------------------- streams
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """The hub's streams; replicas 3 on a cluster (design §9), 1 on the embedded server."""
+
+    replicas: int = 1
+    duplicate_window_s: float = 120.0
+    max_age_s: float = 0.0  # 0 = keep; the event store is the record, the stream a buffer
+    max_bytes: int = -1
+
+
+def city_stream_config(s: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=m.STREAM,
+        description="citybrain-hub canonical department events (city.<department>.<kind>.<action>)",
+        subjects=[f"{m.SUBJECT_PREFIX}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=s.duplicate_window_s,
+        max_age=s.max_age_s,
+        max_bytes=s.max_bytes,
+        num_replicas=s.replicas,
+    )
+
+
+def dlq_stream_config(s: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=m.DLQ_STREAM,
+        description="citybrain-hub dead letters: events the hub could not apply, with the reason in headers",
+        subjects=[f"{m.DLQ_PREFIX}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        duplicate_window=s.duplicate_window_s,
+        num_replicas=s.replicas,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None = None) -> None:
+    """Create the streams, or bring an existing one to the wanted configuration (idempotent)."""
+    settings = settings or StreamSettings()
+    for config in (city_stream_config(settings), dlq_stream_config(settings)):
+        try:
+            info = await js.stream_info(config.name)  # type: ignore[arg-type]
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("created stream %s", config.name)
+            continue
+        current = info.config
+        if (
+            current.subjects != config.subjects
+            or current.duplicate_window != config.duplicate_window
+            or current.max_age != config.max_age
+            or current.max_bytes != config.max_bytes
+            or current.num_replicas != config.num_replicas
+            or current.description != config.description
+        ):
+            await js.update_stream(config)
+            log.info("updated stream %s", config.name)
+
+
+# --------------------------------------------------------------------------- settings + stats
+@dataclass(frozen=True, slots=True)
+class IntakeSettings:
+    batch_size: int = 500
+    """Messages per pull request, decided and saved in one transaction."""
+    linger_s: float = 0.02
+    """How long to wait for a batch to fill once its first message arrived (latency bound)."""
+    expires_s: float = 1.0
+    """Lifetime of one pull request on the server."""
+    retry_delays_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Backoff for events their case cannot take yet; when exhausted they are dead-lettered."""
+    ack_wait_s: float = 30.0
+    """How long JetStream waits for an ack before redelivering (e.g. after an intake crash)."""
+    max_ack_pending: int = 20_000
+    durable: str = DURABLE
+    filter_subject: str = f"{m.SUBJECT_PREFIX}.>"
+    tune_gc: bool = True
+    """Freeze the startup heap and make cyclic GC rarer in this process (see :func:`tune_gc`)."""
+    direct_delivery: bool = True
+    """Take the intake's messages straight from nats-py's parser (see :func:`_route_directly`)."""
+
+    def __post_init__(self) -> None:
+        # After a crash the dead intake's unacked events come back only after ack_wait, while later
+        # events of the same cases arrive at once and wait for them: their retries must outlast it.
+        budget = sum(self.retry_delays_s)
+        if budget < 2 * self.ack_wait_s:
+            raise ValueError(
+                f"retry delays add up to {budget:g}s but must be at least twice the ack wait "
+                f"({self.ack_wait_s:g}s), or events waiting for a redelivered predecessor after a "
+                f"crash are dead-lettered too early; lengthen the delays or shorten the ack wait"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
+
+
+@dataclass
+class IntakeStats:
+    """Counters an operator watches (exported on ``/metrics``)."""
+
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    replays_cleared: int = 0
+    last_batch_seconds: float = 0.0
+    batch_seconds_total: float = 0.0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+async def ensure_consumer(js: JetStreamContext, settings: IntakeSettings) -> None:
+    config = ConsumerConfig(
+        durable_name=settings.durable,
+        description="citybrain-hub intake: applies canonical events to the event store",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        max_deliver=-1,  # the intake counts deliveries itself and dead-letters with a reason
+        max_ack_pending=settings.max_ack_pending,
+        filter_subject=settings.filter_subject,
+    )
+    await js.add_consumer(m.STREAM, config)  # creates, or updates an existing durable's settings
+
+
+# --------------------------------------------------------------------------- the intake
+@dataclass(slots=True)
+class _Prepared:
+    msgs: list[Msg]
+    valid_msgs: list[Msg]
+    valids: list[m.Valid]
+    letters: list[_Letter]
+    started: float
+
+
+@dataclass(slots=True)
+class _Letter:
+    msg: Msg
+    reason: m.Reason
+    field: str
+    detail: str
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Cyclic-GC thresholds of an intake process (defaults 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Freeze the heap built so far and make cyclic garbage collection rarer, process-wide.
+
+    Why: every message allocates several objects (nats-py's ``Msg``, the decoded event, futures
+    of its ack) that die by reference counting; with the default thresholds they still trigger a
+    young collection every 700 allocations, and regularly a full one over everything the process
+    holds (configuration, caches, the API's and projector's state in ``hub up``). Measured with the
+    intake benchmark's events: intake-process CPU ≈ 35 → 30 µs an event. Cycles are still
+    collected, in rarer passes."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+RawHandler = Callable[[int, bytes, bytes, bytes, "bytes | None"], None]
+
+
+def _route_directly(nc: NATS, sub: Any, handler: RawHandler) -> Callable[[], None] | None:
+    """Deliver ``sub``'s messages to ``handler`` straight from nats-py's protocol parser.
+
+    Why: nats-py hands every message through a coroutine that parses its headers, a ``Msg``, an
+    ``asyncio.Queue`` and a per-subscription task that awaits the callback: ≈ 11 µs a message
+    with the ack, on the event loop the intake shares with validation. The intake's own inbox
+    needs none of it (its own buffer is the queue). Other subscriptions of the client are
+    untouched. This relies on nats-py's internal ``Client._process_msg(sid, subject, reply,
+    data, headers)`` (pinned < 3); when it is missing the subscription's callback is used as
+    before. Returns the function that removes the route (before unsubscribing).
+    """
+    process = getattr(nc, "_process_msg", None)
+    sid = getattr(sub, "_id", None)
+    if process is None or not isinstance(sid, int):
+        return None
+    routes: dict[int, RawHandler] | None = getattr(nc, "_hub_direct_routes", None)
+    if routes is None:
+        table: dict[int, RawHandler] = {}
+
+        async def process_msg(
+            sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            direct = table.get(sid)
+            if direct is None:
+                await process(sid, subject, reply, data, headers)
+                return
+            stats = nc.stats
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            direct(sid, subject, reply, data, headers)
+
+        nc._process_msg = process_msg  # type: ignore[method-assign]
+        nc._hub_direct_routes = routes = table  # type: ignore[attr-defined]
+    routes[sid] = handler
+    return lambda: routes.pop(sid, None) and None
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    """``NATS/1.0[ status]\r\nName: value\r\n…\r\n\r\n`` → {name: value} (as nats-py does;
+    a status line becomes ``Status``/``Description``)."""
+    lines = raw.decode("utf-8", "replace").split("\r\n")
+    out: dict[str, str] = {}
+    first = lines[0]
+    if len(first) > 8 and first[8] == " ":
+        code, _, description = first[9:].partition(" ")
+        if code.isdigit():
+            out["Status"] = code
+        if description:
+            out["Description"] = description
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        name = name.strip()
+        if sep and name and " " not in name and "\t" not in name:
+            out[name] = value.strip()
+    return out
+
+
+class Intake:
+    """The durable consumer that turns the ``CITY`` stream into stored case history."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        ledger: Ledger,
+        catalogue: m.Catalogue,
+        settings: IntakeSettings | None = None,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10)
+        self.ledger = ledger
+        self.catalogue = catalogue
+        self.settings = settings or IntakeSettings()
+        self.stats = IntakeStats()
+        self._buffer: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._outstanding = 0
+        self._request_deadline = 0.0
+        self._inbox = ""
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._stopping = asyncio.Event()
+        self.on_committed: Callable[[], None] | None = None
+        """Called after each batch is recorded (e.g. to wake an in-process projector)."""
+        self.store_ok = True
+        """False from a batch the store failed to record until one is recorded (readiness)."""
+        self.store_error = ""
+        self._in_store = 0
+        self._store_busy_since: float | None = None
+
+    # ------------------------------------------------------------------ receiving
+    async def _on_msg(self, msg: Msg) -> None:
+        self._receive(msg)
+
+    def _on_raw(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A message of our inbox as nats-py's parser hands it over (direct delivery)."""
+        if not reply:
+            # Only the server's status messages come without a reply subject here (408 request
+            # expired, 409 leadership change / limits): the pull request has ended.
+            self._outstanding = 0
+            self._arrived.set()
+            return
+        self._receive(
+            Msg(
+                self.nc,
+                subject.decode(),
+                reply.decode(),
+                data,
+                _parse_headers(headers) if headers else None,
+                _sid=sid,
+            )
+        )
+
+    def _receive(self, msg: Msg) -> None:
+        if msg.headers and "Status" in msg.headers and not msg.reply:
+            # 408 request expired, 409 leadership change / limits: the pull request has ended.
+            self._outstanding = 0
+            self._arrived.set()
+            return
+        self._outstanding -= 1
+        buffered = len(self._buffer) + 1
+        self._buffer.append(msg)
+        # Wake the collector only when it matters: first message, a full batch, request fulfilled.
+        if buffered == 1 or buffered >= self.settings.batch_size or self._outstanding <= 0:
+            self._arrived.set()
+
+    async def _request(self) -> None:
+        settings = self.settings
+        body = orjson.dumps({"batch": settings.batch_size, "expires": int(settings.expires_s * 1e9)})
+        await self.nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{m.STREAM}.{settings.durable}", body, reply=self._inbox
+        )
+        self._outstanding = settings.batch_size
+        self._request_deadline = time.monotonic() + settings.expires_s + 0.5
+
+    async def _wait_arrival(self, timeout: float, commit: asyncio.Future[Any] | None = None) -> None:
+        """Sleep until messages arrive, the in-flight commit completes, or ``timeout``."""
+        self._arrived.clear()
+        if commit is not None and commit.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._arrived.wait()
+
+    async def _collect(self, commit: asyncio.Future[Any] | None = None) -> list[Msg]:
+        """Up to one batch: wait for a first message, then linger briefly for the batch to fill.
+
+        Returns early (possibly empty) when the previous batch's ``commit`` completes, so that its
+        acks never wait for the next batch.
+        """
+        settings = self.settings
+        while not self._buffer:
+            if self._stopping.is_set() or (commit is not None and commit.done()):
+                return []
+            if self._outstanding <= 0 or time.monotonic() > self._request_deadline:
+                await self._request()
+            await self._wait_arrival(settings.expires_s, commit)
+        if len(self._buffer) < settings.batch_size and self._outstanding > 0:
+            await self._wait_arrival(settings.linger_s)
+        count = min(len(self._buffer), settings.batch_size)
+        batch = [self._buffer.popleft() for _ in range(count)]
+        if self._outstanding <= 0 and not self._stopping.is_set():
+            await self._request()  # the next batch streams in while this one is committed
+        return batch
+
+    # ------------------------------------------------------------------ processing
+    def _prepare(self, msgs: Sequence[Msg]) -> _Prepared:
+        """Validate a batch (on the event loop, while the writer may still commit the previous one)."""
+        prepared = _Prepared(list(msgs), [], [], [], time.perf_counter())
+        catalogue = self.catalogue
+        for msg in msgs:
+            result = m.validate(msg.data, catalogue, msg.subject)
+            if type(result) is m.Valid:
+                prepared.valid_msgs.append(msg)
+                prepared.valids.append(result)
+            else:
+                assert isinstance(result, m.Invalid)
+                prepared.letters.append(_Letter(msg, result.reason, result.field, result.detail))
+        return prepared
+
+    def _apply(self, prepared: _Prepared) -> asyncio.Future[list[Outcome]]:
+        """Decide and record on the single writer thread; batches are applied in submission order."""
+        loop = asyncio.get_running_loop()
+        if not prepared.valids:
+            done: asyncio.Future[list[Outcome]] = loop.create_future()
+            done.set_result([])
+            return done
+        submit = getattr(self.ledger, "submit_batch", None)
+        commit: asyncio.Future[list[Outcome]]
+        if submit is not None:  # a writer process: pipelined over its pipe, no thread in between
+            commit = submit(prepared.valids)
+        else:
+            commit = loop.run_in_executor(self._writer, self.ledger.apply_batch, prepared.valids)
+        if self._in_store == 0:
+            self._store_busy_since = time.monotonic()
+        self._in_store += 1
+        commit.add_done_callback(self._committed)
+        return commit
+
+    def _committed(self, _: asyncio.Future[Any]) -> None:
+        self._in_store -= 1
+        self._store_busy_since = time.monotonic() if self._in_store else None
+        self._arrived.set()  # wakes a collector waiting for messages
+
+    def store_healthy(self, stall_s: float = 5.0) -> bool:
+        """Readiness of the store as the intake sees it: the last batch was recorded, and no commit
+        has been waiting longer than ``stall_s`` (an unreachable PostgreSQL blocks, retrying, for
+        minutes before it fails: a failure alone would report the outage far too late)."""
+        since = self._store_busy_since
+        return self.store_ok and (since is None or time.monotonic() - since <= stall_s)
+
+    async def _settle(self, prepared: _Prepared, outcomes: list[Outcome]) -> None:
+        """After the commit: ack what is stored, nak what must wait, dead-letter what cannot apply."""
+        acks: list[Msg] = []
+        retries: list[tuple[Msg, float]] = []
+        letters = prepared.letters
+        delays = self.settings.retry_delays_s
+        for msg, outcome in zip(prepared.valid_msgs, outcomes, strict=True):
+            verdict = outcome.verdict
+            if verdict is Verdict.APPLIED:
+                self.stats.applied += 1
+                acks.append(msg)
+            elif verdict is Verdict.DUPLICATE:
+                self.stats.duplicates += 1
+                acks.append(msg)
+            else:
+                attempt = msg.metadata.num_delivered
+                if attempt <= len(delays):
+                    retries.append((msg, delays[attempt - 1]))
+                else:
+                    reason = m.Reason.NOT_FOUND if verdict is Verdict.NOT_FOUND else m.Reason.REFUSED
+                    field = "caseref" if reason is m.Reason.NOT_FOUND else "type"
+                    detail = f"{outcome.detail} (after {attempt} attempts)"
+                    letters.append(_Letter(msg, reason, field, detail))
+
+        if outcomes and self.on_committed is not None:
+            self.on_committed()
+        await self._dead_letter(letters)
+        for msg in acks:
+            await msg.ack()
+        for msg, delay in retries:
+            await msg.nak(delay=delay)
+        self.stats.retried += len(retries)
+        if any(msg.headers for msg in prepared.msgs):
+            await self._clear_replayed([*acks, *(letter.msg for letter in letters)])
+        self.stats.received += len(prepared.msgs)
+        self.stats.batches += 1
+        self.stats.last_batch_seconds = time.perf_counter() - prepared.started
+        self.stats.batch_seconds_total += self.stats.last_batch_seconds
+
+    async def process(self, msgs: Sequence[Msg]) -> None:
+        """Validate, decide and record one batch, then ack / nak / dead-letter each message."""
+        prepared = self._prepare(msgs)
+        await self._settle(prepared, await self._apply(prepared))
+
+    async def _dead_letter(self, letters: Sequence[_Letter]) -> None:
+        """Copy each letter to CITY_DLQ (stored, acknowledged) and only then terminate the original."""
+        if not letters:
+            return
+        now = datetime.now(UTC).isoformat()
+        publishes = []
+        for letter in letters:
+            meta = letter.msg.metadata
+            original_id = (letter.msg.headers or {}).get("Nats-Msg-Id", "")
+            headers = {
+                m.H_REASON: letter.reason.value,
+                m.H_FIELD: letter.field,
+                m.H_DETAIL: letter.detail[:2000],
+                m.H_SUBJECT: letter.msg.subject,
+                m.H_SEQ: str(meta.sequence.stream),
+                m.H_DELIVERIES: str(meta.num_delivered),
+                m.H_MSG_ID: original_id,
+                m.H_TIME: now,
+                # A redelivery after a crash between the copy and the term is deduplicated here.
+                "Nats-Msg-Id": f"dlq-{meta.sequence.stream}-{meta.num_delivered}",
+            }
+            replay_of = (letter.msg.headers or {}).get(m.H_REPLAY_OF)
+            if replay_of:
+                headers[m.H_REPLAY_OF] = replay_of
+            publishes.append(
+                self.js.publish(
+                    m.dlq_subject_for(letter.msg.subject),
+                    letter.msg.data,
+                    headers=headers,
+                    stream=m.DLQ_STREAM,
+                )
+            )
+        await asyncio.gather(*publishes)
+        for letter in letters:
+            await letter.msg.term()
+            self.stats.dead_lettered += 1
+            key = letter.reason.value
+            self.stats.dead_letter_reasons[key] = self.stats.dead_letter_reasons.get(key, 0) + 1
+            log.warning(
+                "dead-lettered %s seq %s: %s at %s: %s",
+                letter.msg.subject,
+                letter.msg.metadata.sequence.stream,
+                letter.reason.value,
+                letter.field or "-",
+                letter.detail,
+                extra={
+                    "subject": letter.msg.subject,
+                    "stream_seq": letter.msg.metadata.sequence.stream,
+                    "event_id": (letter.msg.headers or {}).get("Nats-Msg-Id", ""),
+                    "reason": letter.reason.value,
+                    "field": letter.field,
+                },
+            )
+
+    async def _clear_replayed(self, done: Sequence[Msg]) -> None:
+        """A replayed dead letter is removed once its replay was applied or dead-lettered again."""
+        for msg in done:
+            replay_of = (msg.headers or {}).get(m.H_REPLAY_OF)
+            if not replay_of:
+                continue
+            with contextlib.suppress(NotFoundError, BadRequestError):
+                await self.js.delete_msg(m.DLQ_STREAM, int(replay_of))
+                self.stats.replays_cleared += 1
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; an infrastructure failure backs off and retries the batch."""
+        await ensure_consumer(self.js, self.settings)
+        if self.settings.tune_gc:
+            tune_gc()
+        self._inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=200_000)
+        unroute = _route_directly(self.nc, sub, self._on_raw) if self.settings.direct_delivery else None
+        log.info("intake consuming %s with durable %s", m.STREAM, self.settings.durable)
+        # Up to PIPELINE batches are with the writer at once (it applies them in order): while it
+        # records one, the next is already pulled and validated, and the previous one is acked.
+        pending: deque[tuple[_Prepared, asyncio.Future[list[Outcome]]]] = deque()
+        try:
+            while not self._stopping.is_set() or pending:
+                while pending and pending[0][1].done():
+                    await self._finish(*pending.popleft())
+                if self._stopping.is_set() or len(pending) >= PIPELINE:
+                    if pending:
+                        await self._finish(*pending.popleft())
+                    continue
+                batch = await self._collect(pending[0][1] if pending else None)
+                if batch:
+                    prepared = self._prepare(batch)
+                    pending.append((prepared, self._apply(prepared)))
+        finally:
+            if unroute is not None:
+                unroute()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            self._writer.shutdown(wait=True)
+            if self.settings.tune_gc:
+                # Give the frozen heap back to the collector, so native extensions (DuckDB's types)
+                # are released at exit instead of reported as leaked.
+                gc.unfreeze()
+
+    async def _finish(self, prepared: _Prepared, commit: asyncio.Future[list[Outcome]]) -> None:
+        try:
+            outcomes = await commit
+        except Exception as exc:
+            # The store failed (or the writer died): nothing of the batch is acked, so all of it is
+            # redelivered after ack_wait; readiness reports the store down until a batch commits.
+            self.store_ok, self.store_error = False, f"{exc.__class__.__name__}: {exc}"
+            log.exception("batch of %d not recorded; it will be redelivered", len(prepared.msgs))
+            await asyncio.sleep(1.0)
+            return
+        self.store_ok, self.store_error = True, ""
+        try:
+            await self._settle(prepared, outcomes)
+        except Exception:
+            # NATS failed while acking: what was not acked is redelivered and found a duplicate.
+            log.exception("batch of %d failed; it will be redelivered", len(prepared.msgs))
+            await asyncio.sleep(1.0)
+
+    async def on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the store-writer thread, between batches: the ledger has one writer."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._arrived.set()
+
+
+# --------------------------------------------------------------------------- dead letters
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One entry of CITY_DLQ as operators see it (``hub dlq list``)."""
+
+    seq: int
+    time: str
+    reason: str
+    field: str
+    detail: str
+    subject: str
+    stream_seq: int
+    deliveries: int
+    msg_id: str
+    replay_of: str
+    data: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "reason": self.reason,
+            "field": self.field,
+            "detail": self.detail,
+            "subject": self.subject,
+            "stream_seq": self.stream_seq,
+            "deliveries": self.deliveries,
+            "msg_id": self.msg_id,
+            "replay_of": self.replay_of,
+            "data": self.data.decode("utf-8", errors="replace"),
+        }
+
+
+async def read_dead_letters(js: JetStreamContext, reason: str | None = None) -> list[DeadLetter]:
+    """Every dead letter currently in CITY_DLQ (optionally of one reason), oldest first."""
+    info = await js.stream_info(m.DLQ_STREAM)
+    if info.state.messages == 0:
+        return []
+    letters: list[DeadLetter] = []
+    sub = await js.subscribe(
+        f"{m.DLQ_PREFIX}.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, stream=m.DLQ_STREAM
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=2.0)
+            except NatsTimeoutError:
+                break
+            h = msg.headers or {}
+            letter = DeadLetter(
+                seq=msg.metadata.sequence.stream,
+                time=h.get(m.H_TIME, ""),
+                reason=h.get(m.H_REASON, ""),
+                field=h.get(m.H_FIELD, ""),
+                detail=h.get(m.H_DETAIL, ""),
+                subject=h.get(m.H_SUBJECT, msg.subject.removeprefix(f"{m.DLQ_PREFIX}.")),
+                stream_seq=int(h.get(m.H_SEQ, "0") or 0),
+                deliveries=int(h.get(m.H_DELIVERIES, "0") or 0),
+                msg_id=h.get(m.H_MSG_ID, ""),
+                replay_of=h.get(m.H_REPLAY_OF, ""),
+                data=msg.data,
+            )
+            if reason is None or letter.reason == reason:
+                letters.append(letter)
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return letters
+
+
+async def replay_dead_letters(js: JetStreamContext, reason: str | None = None) -> list[DeadLetter]:
+    """Re-drive dead letters onto their original subjects after the cause was fixed.
+
+    Each replay carries a fresh ``Nats-Msg-Id`` (the original id may still be inside the stream's
+    duplicate window) derived from the dead letter's sequence, so running replay twice publishes
+    once; the case's idempotent receiver protects against double application regardless.
+    """
+    letters = await read_dead_letters(js, reason)
+    await asyncio.gather(
+        *(
+            js.publish(
+                letter.subject,
+                letter.data,
+                headers={
+                    "Nats-Msg-Id": f"replay-{letter.seq}",
+                    m.H_REPLAY_OF: str(letter.seq),
+                },
+                stream=m.STREAM,
+            )
+            for letter in letters
+        )
+    )
+    return letters

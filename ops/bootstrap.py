@@ -1,0 +1,128 @@
+"""The composition root (装配): the one place that picks adapters and wires them together.
+
+Everything the hub runs (``hub up``, ``hub intake``, tests, benchmarks) gets its NATS connection,
+event store and intake from here, so a change of adapter is a change in one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import nats
+from eventsourcing.persistence import PersistenceError
+from nats.aio.client import Client as NATS
+
+from hub.application import CaseLedger
+from hub.config import load_catalogue, load_domain
+from hub.intake import Intake, IntakeSettings, Ledger, StreamSettings, ensure_streams
+from ops.cluster import stream_settings_for
+from ops.settings import Settings, store_env
+
+log = logging.getLogger("hub")
+
+
+async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> NATS:
+    """Connect with endless reconnects; credentials from the URL or HUB_NATS_CREDS / HUB_NATS_TOKEN."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    client: list[NATS] = []
+
+    async def on_disconnect() -> None:
+        if client and not (client[0].is_closed or client[0].is_draining):
+            log.warning("nats %s: disconnected, reconnecting", name)
+
+    async def on_reconnect() -> None:
+        log.info("nats %s: reconnected", name)
+
+    options: dict[str, object] = {}
+    if creds := os.environ.get("HUB_NATS_CREDS"):
+        options["user_credentials"] = creds
+    if token := os.environ.get("HUB_NATS_TOKEN"):
+        options["token"] = token
+    nc = await nats.connect(
+        servers=[u.strip() for u in url.split(",")],
+        name=name,
+        connect_timeout=connect_timeout,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        pending_size=64 * 1024 * 1024,
+        **options,
+    )
+    client.append(nc)
+    return nc
+
+
+_SCHEMA_RACES = ("already exists", "tuple concurrently updated")
+
+
+def build_ledger(
+    store_url: str, extra_env: Mapping[str, str] | None = None, *, config_dir: Path | None = None
+) -> CaseLedger:
+    """The case ledger on the configured store.
+
+    Several processes starting at once on a fresh PostgreSQL database race in its catalog while
+    each creates the tables (``CREATE … IF NOT EXISTS`` is not atomic there): the losers retry.
+    """
+    env = store_env(store_url)
+    env.update(extra_env or {})
+    domain = load_domain(config_dir) if config_dir is not None else None
+    for attempt in range(6):
+        try:
+            return CaseLedger(env, domain=domain)
+        except PersistenceError as exc:
+            if attempt == 5 or not any(race in str(exc) for race in _SCHEMA_RACES):
+                raise
+            log.info("event store schema being created by another process; retrying (%s)", exc)
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def start_intake(
+    nc: NATS,
+    store_url: str,
+    config_dir: Path | None = None,
+    settings: IntakeSettings | None = None,
+    streams: StreamSettings | None = None,
+    *,
+    writer_process: bool = True,
+) -> tuple[Intake, asyncio.Task[None]]:
+    """Ensure the streams, start the ledger (in a store-writer process by default) and run the intake.
+
+    ``writer_process=False`` keeps the ledger in this process (tests that inspect it, tools).
+    """
+    # R3 on a cluster (design §9), else 1; HUB_STREAM_REPLICAS overrides.
+    await ensure_streams(nc.jetstream(), streams or stream_settings_for(nc))
+    ledger: Ledger
+    if writer_process:
+        from ops.writer import RemoteLedger
+
+        ledger = await asyncio.to_thread(RemoteLedger, store_url, config_dir)
+    else:
+        ledger = await asyncio.to_thread(build_ledger, store_url, config_dir=config_dir)
+    intake = Intake(nc, ledger, load_catalogue(config_dir), settings)
+
+    async def run() -> None:
+        try:
+            await intake.run()
+        finally:
+            close = getattr(ledger, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+
+    task = asyncio.create_task(run(), name="intake")
+    return intake, task
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    return Settings.from_env(data_dir)

@@ -1,0 +1,350 @@
+"""The ``hub`` command: run the hub, publish events, inspect and re-drive dead letters.
+
+Every command documents itself (``hub --help``, ``hub COMMAND --help``); names and flags are a
+public interface operators script against, so they are extended, never renamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from nats.js import JetStreamContext
+from rich.console import Console
+from rich.table import Table
+
+from hub import messages as m
+from hub.intake import IntakeSettings, ensure_streams, read_dead_letters, replay_dead_letters
+from ops.bootstrap import connect_nats, start_intake
+from ops.cluster import stream_settings_for
+from ops.logs import setup_logging
+from ops.natsd import NatsStartError
+from ops.runtime import HubRuntime, RuntimeOptions
+from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="citybrain-hub: the integration hub of a city command centre (一屏统管).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+dlq_app = typer.Typer(
+    help="Dead letters (死信): events the hub could not apply, with the reason.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
+console = Console(soft_wrap=True)  # messages stay one line each: operators grep them
+err = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="State directory (NATS storage, event store, read models). Env HUB_DATA_DIR."
+    ),
+]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--nats-url", help="NATS server URL; default HUB_NATS_URL, else the running hub's embedded server."
+    ),
+]
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    setup_logging(verbose)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _on_jetstream(url: str, name: str, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    """Connect, make sure the hub's streams exist, run ``work``, disconnect (one-shot commands)."""
+
+    async def main() -> T:
+        nc = await connect_nats(url, name)
+        try:
+            js = nc.jetstream(timeout=10, publish_async_max_pending=4000)
+            await ensure_streams(js, stream_settings_for(nc))  # never resize a cluster's R3 streams to 1
+            return await work(js)
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())
+
+
+async def _run_until_signal(coro_stop: Any) -> None:
+    """Wait for SIGINT/SIGTERM, then call ``coro_stop``."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await coro_stop()
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="Address the HTTP API binds to.")] = "127.0.0.1",
+    http_port: Annotated[
+        int, typer.Option("--http-port", help="HTTP port of the API and screen.")
+    ] = DEFAULT_HTTP_PORT,
+    nats_port: Annotated[
+        int | None,
+        typer.Option(
+            "--nats-port",
+            help=f"Port of the embedded NATS server. Default {DEFAULT_NATS_PORT}, or a free port when "
+            "that is taken; an explicitly requested port that is taken is an error.",
+        ),
+    ] = None,
+    no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not run the demo city simulation.")] = False,
+    demo_rate: Annotated[
+        float,
+        typer.Option("--demo-rate", help="Demo-city cases per hour (mean over the day). Env HUB_DEMO_RATE."),
+    ] = 600.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the hub: embedded NATS JetStream (unless HUB_NATS_URL), intake into the event store."""
+    _setup_logging(verbose)
+    settings = Settings.from_env(data_dir)
+    if nats_port is None and os.environ.get("HUB_NATS_PORT"):
+        nats_port = int(os.environ["HUB_NATS_PORT"])
+    if os.environ.get("HUB_DEMO_RATE"):
+        demo_rate = float(os.environ["HUB_DEMO_RATE"])
+    try:
+        asyncio.run(_up(settings, host, http_port, nats_port, no_demo, demo_rate))
+    except (NatsStartError, SettingsError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _up(
+    settings: Settings,
+    host: str,
+    http_port: int,
+    nats_port: int | None,
+    no_demo: bool,
+    demo_rate: float = 600.0,
+) -> None:
+    options = RuntimeOptions(
+        host=host, http_port=http_port, nats_port=nats_port, demo=not no_demo, demo_rate=demo_rate
+    )
+    runtime = HubRuntime(settings, options)
+    try:
+        await runtime.start()
+    except BaseException:
+        await runtime.stop()
+        raise
+    for notice in runtime.notices:
+        console.print(f"[yellow]{notice}[/yellow]")
+    base = f"http://{host}:{http_port}"
+    console.print(f"[bold green]citybrain-hub is up[/bold green]  data: {settings.data_dir}")
+    console.print(f"  screen 一屏统管 : {base}/?token=dev-screen   (operator: {base}/?token=dev-operator)")
+    console.print(f"  GraphQL        : {base}/graphql  (GraphiQL in a browser; tokens: docs/api.md)")
+    console.print(f"  NATS JetStream : {runtime.nats_url}{'  (embedded)' if runtime.embedded else ''}")
+    console.print(f"  event store    : {settings.store_url}")
+    console.print(f"  HTTP ingest    : {base}/ingest/{{connector}}  (OpenAPI: {base}/ingest/openapi.json)")
+    console.print(f"  Open311        : {base}/open311/v2/services.json")
+    console.print(f"  health         : {base}/healthz  {base}/readyz")
+    console.print(
+        "  demo city      : "
+        + (
+            f"running, ~{demo_rate:g} cases/hour (a seeded day, joined at the current time)"
+            if not no_demo
+            else "off (--no-demo)"
+        )
+    )
+    console.print(
+        "  publish events : hub publish FILE.jsonl   ·   dead letters: hub dlq list   ·   stop: Ctrl-C"
+    )
+
+    waiter = asyncio.create_task(runtime.wait())
+    signalled = asyncio.create_task(_run_until_signal(_noop))
+    done, _ = await asyncio.wait({waiter, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    console.print("stopping…")
+    waiter.cancel()
+    signalled.cancel()
+    await runtime.stop()
+    for task in done:
+        if task is waiter and not task.cancelled():
+            task.result()
+
+
+async def _noop() -> None:
+    return None
+
+
+@app.command()
+def intake(
+    data_dir: DataDir = None,
+    nats_url: NatsUrl = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option("--store-url", help="Event store URL; default HUB_STORE_URL or SQLite in the data dir."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Events per pull and per store transaction.")] = 500,
+    retry_delays: Annotated[
+        str,
+        typer.Option(help="Comma-separated seconds between retries of events their case cannot take yet."),
+    ] = "1,2,5,10,30,60",
+    ack_wait: Annotated[
+        float,
+        typer.Option(help="Seconds before JetStream redelivers an unacknowledged event (after a crash)."),
+    ] = 30.0,
+    http_port: Annotated[
+        int | None,
+        typer.Option("--http-port", help="Serve /healthz, /readyz and /metrics of this worker on 127.0.0.1."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run only the intake (a worker): CITY stream → event store, against an existing NATS."""
+    _setup_logging(verbose)
+    settings = Settings.from_env(data_dir, store_url)
+    delays = tuple(float(x) for x in retry_delays.split(",") if x.strip())
+    try:
+        config = IntakeSettings(batch_size=batch_size, retry_delays_s=delays, ack_wait_s=ack_wait)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+    async def main() -> None:
+        nc = await connect_nats(settings.resolve_nats_url(nats_url), "hub-intake")
+        worker, task = await start_intake(nc, settings.store_url, settings.config_dir, config)
+        endpoints = None
+        if http_port is not None:
+            from ops.worker_http import serve_worker_endpoints
+
+            endpoints, _ = await serve_worker_endpoints(settings, nc, worker, task, "127.0.0.1", http_port)
+
+        async def stop() -> None:
+            if endpoints is not None:
+                endpoints.should_exit = True
+            worker.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+            await nc.close()
+
+        runner = asyncio.create_task(_run_until_signal(stop))
+        await asyncio.wait({runner, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done() and not runner.done():
+            runner.cancel()
+            task.result()
+
+    asyncio.run(main())
+
+
+@app.command()
+def publish(
+    file: Annotated[
+        Path, typer.Argument(help="JSONL file of canonical events (one CloudEvents JSON per line).")
+    ],
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Publish canonical events to JetStream (acks in flight; each event id is its dedup id)."""
+    from connectors.publisher import publish_events
+
+    settings = Settings.from_env(data_dir)
+    if not file.exists():
+        raise _fail(f"{file}: no such file")
+    events: list[dict[str, Any]] = []
+    bad = 0
+    with file.open("rb") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                event = orjson.loads(line)
+                if not isinstance(event, dict):
+                    raise ValueError("a line must hold one JSON object")
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                err.print(f"{file}:{line_no}: not published: {exc}")
+                bad += 1
+                continue
+            events.append(event)
+
+    url = settings.resolve_nats_url(nats_url)
+    results = _on_jetstream(url, "hub-publish", lambda js: publish_events(js, events))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == "rejected":
+            err.print(f"event {r.index + 1} ({r.event_id or 'no id'}): {r.error}")
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
+    console.print(f"published {file}: {summary}" + (f", {bad} unreadable lines" if bad else ""))
+    if bad or counts.get("rejected"):
+        raise typer.Exit(1)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per dead letter (JSONL).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show dead letters with their reason, field, original subject and sequence."""
+    settings = Settings.from_env(data_dir)
+
+    letters = _on_jetstream(
+        settings.resolve_nats_url(nats_url), "hub-dlq", lambda js: read_dead_letters(js, reason)
+    )
+    if as_json:
+        for letter in letters:
+            sys.stdout.write(orjson.dumps(letter.as_json()).decode() + "\n")
+        return
+    table = Table(title=f"{m.DLQ_STREAM}: {len(letters)} dead letters")
+    for column in ("seq", "reason", "field", "subject", "orig seq", "tries", "detail"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            str(letter.seq), letter.reason, letter.field, letter.subject, str(letter.stream_seq),
+            str(letter.deliveries), letter.detail,
+        )  # fmt: skip
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason code.")] = None,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Re-drive dead letters onto their original subjects once the cause is fixed.
+
+    A dead letter stays in CITY_DLQ until its replay is applied (then it is deleted) or dead-lettered
+    again (then the new dead letter replaces it).
+    """
+    settings = Settings.from_env(data_dir)
+    valid_reasons = {r.value for r in m.Reason}
+    if reason is not None and reason not in valid_reasons:
+        raise _fail(
+            f"--reason {reason!r} is not a dead-letter reason; use one of {', '.join(sorted(valid_reasons))}"
+        )
+
+    url = settings.resolve_nats_url(nats_url)
+    letters = _on_jetstream(url, "hub-dlq", lambda js: replay_dead_letters(js, reason))
+    console.print(f"re-drove {len(letters)} dead letters" + (f" with reason {reason}" if reason else ""))
+
+
+from ops import cli_audit, cli_cluster, cli_connectors, cli_read  # noqa: E402  (each room registers its own commands)
+
+cli_read.register(app)
+cli_connectors.register(app)
+cli_audit.register(app)
+cli_cluster.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

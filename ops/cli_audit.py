@@ -1,0 +1,387 @@
+"""`hub audit …` and `hub privacy …`: the auditor's and the data-protection officer's commands.
+
+Registered on the main app by ops.cli (``cli_audit.register(app)``). Wiring lives here (ops): the
+chain follower the store writer calls after each committed batch, the NATS KV anchor of the chain
+head, and the access log the GraphQL API writes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.audit import AccessLog, AuditChain, Head, case_history, read_access
+from ops.settings import Settings
+
+log = logging.getLogger("hub.audit")
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ANCHOR_BUCKET = "HUB_AUDIT"
+"""NATS KV bucket holding the anchored chain heads (history kept: each put is a notarised point)."""
+ANCHOR_HISTORY = 64
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="State directory (event store, read models). Env HUB_DATA_DIR."),
+]
+StoreUrl = Annotated[str | None, typer.Option("--store-url", help="Event store URL; default HUB_STORE_URL.")]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats-url", help="NATS for the anchored head; default HUB_NATS_URL or the running hub's."),
+]
+Json = Annotated[bool, typer.Option("--json", help="One JSON document for machines.")]
+
+
+# ------------------------------------------------------------------------------------ wiring
+def access_log(ledger: Any, flush_interval: float = 1.0) -> AccessLog:
+    """The read access log for the API process: started, to be closed at shutdown."""
+    log_ = AccessLog(ledger.events, flush_interval=flush_interval)
+    log_.start()
+    return log_
+
+
+def anchor_key(ledger_name: str) -> str:
+    return f"{ledger_name.lower()}.chain_head"
+
+
+async def _bucket(js: Any) -> Any:
+    from nats.js.errors import BucketNotFoundError
+
+    try:
+        return await js.key_value(ANCHOR_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=ANCHOR_BUCKET, history=ANCHOR_HISTORY)
+
+
+async def anchor_head(js: Any, head: Head, name: str = "CityHub") -> int:
+    """Put the chain head into the NATS KV bucket; returns the KV revision."""
+    kv = await _bucket(js)
+    doc = {**head.to_dict(), "anchored_at": datetime.now(UTC).isoformat()}
+    return int(await kv.put(anchor_key(name), orjson.dumps(doc)))
+
+
+async def anchored_head(js: Any, name: str = "CityHub") -> Head | None:
+    from nats.js.errors import KeyNotFoundError
+
+    kv = await _bucket(js)
+    try:
+        entry = await kv.get(anchor_key(name))
+    except KeyNotFoundError:
+        return None
+    return Head.from_dict(orjson.loads(entry.value)) if entry.value else None
+
+
+async def anchor_forever(nc: Any, recorder: Any, name: str = "CityHub", interval: float = 10.0) -> None:
+    """For ``hub up``: anchor the chain head in NATS KV whenever it moved (every ``interval`` s)."""
+    chain = AuditChain(recorder)
+    js = nc.jetstream()
+    last: Head | None = None
+    while True:
+        try:
+            head = await asyncio.to_thread(chain.head)
+            if head != last and head.count:
+                await anchor_head(js, head, name)
+                last = head
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("audit anchor: could not anchor the chain head; retrying")
+        await asyncio.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _ledger(data_dir: Path | None, store_url: str | None) -> Any:
+    from ops.bootstrap import build_ledger
+
+    return build_ledger(Settings.from_env(data_dir, store_url).store_url)
+
+
+def _with_nats(data_dir: Path | None, nats_url: str | None, work: Callable[[Any], Any]) -> Any:
+    from ops.bootstrap import connect_nats
+
+    url = Settings.from_env(data_dir).resolve_nats_url(nats_url)
+
+    async def run() -> Any:
+        nc = await connect_nats(url, "hub-audit", connect_timeout=2.0)
+        try:
+            return await work(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(asyncio.wait_for(run(), 10))
+
+
+def parse_case(value: str) -> UUID:
+    """A hub case id, or SOURCE/CASEREF (the department's own case number)."""
+    from hub.messages import case_id_for
+
+    try:
+        return UUID(value)
+    except ValueError:
+        pass
+    source, sep, caseref = value.partition("/")
+    if not sep or not source or not caseref:
+        raise typer.BadParameter(f"{value!r}: give a case id (UUID) or SOURCE/CASEREF, e.g. citymgmt-dcm/A1")
+    return case_id_for(source, caseref)
+
+
+def _anchor_from(value: str) -> Head:
+    text = Path(value).read_text() if Path(value).exists() else value
+    try:
+        return Head.from_dict(orjson.loads(text))
+    except Exception as exc:
+        raise typer.BadParameter(
+            f"--anchor: expected the JSON printed by `hub audit head --json` ({exc})"
+        ) from None
+
+
+def _dump(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+# ------------------------------------------------------------------------------------ commands
+def register(app: typer.Typer) -> None:
+    """Add `hub audit` and `hub privacy` to the `hub` app."""
+    audit_app = typer.Typer(
+        help="Audit (审计): chain verification, case histories, read access log.", no_args_is_help=True
+    )
+    privacy_app = typer.Typer(
+        help="Personal data (个人信息): erasure by key, retention, store key.", no_args_is_help=True
+    )
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(privacy_app, name="privacy")
+
+    @audit_app.command("verify")
+    def verify(
+        data_dir: DataDir = None,
+        store_url: StoreUrl = None,
+        nats_url: NatsUrl = None,
+        anchor: Annotated[
+            str | None,
+            typer.Option(help="An external anchor: the JSON of `hub audit head --json`, or a file."),
+        ] = None,
+        no_nats: Annotated[
+            bool, typer.Option("--no-nats", help="Do not fetch the anchored head from NATS.")
+        ] = False,
+        allow_tail: Annotated[
+            bool,
+            typer.Option("--allow-tail", help="Events recorded after the last chain block are not an error."),
+        ] = False,
+        as_json: Json = False,
+    ) -> None:
+        """Recompute the audit chain from the store; name the first changed row (any kind)."""
+        ledger = _ledger(data_dir, store_url)
+        chain = AuditChain(ledger.recorder)
+        head: Head | None = _anchor_from(anchor) if anchor else None
+        source = "--anchor" if anchor else ""
+        if head is None and not no_nats:
+            try:
+                head = _with_nats(data_dir, nats_url, lambda js: anchored_head(js, ledger.name))
+                source = f"NATS KV {ANCHOR_BUCKET}" if head else ""
+            except Exception as exc:
+                err.print(
+                    f"[yellow]warning:[/yellow] no anchored head from NATS ({exc.__class__.__name__}); "
+                    "checking the store against its own chain only"
+                )
+        report = chain.verify(anchor=head)
+        failed = report.finding is not None and not (allow_tail and report.finding.kind == "unchained")
+        if as_json:
+            _dump({**report.to_dict(), "anchor_source": source, "verified": not failed})
+        else:
+            console.print(
+                f"checked {report.checked} chained events; head at position {report.head.position}: "
+                f"{report.head.head}"
+            )
+            if head is not None:
+                state = "matches" if report.anchor_checked and not failed else "NOT confirmed"
+                console.print(f"anchored head ({source}) at position {head.position}: {state}")
+            if report.finding is not None:
+                style = "yellow" if not failed else "red"
+                console.print(
+                    f"[{style}]{report.finding.kind} at position {report.finding.position}:[/{style}] "
+                    f"{report.finding.detail}"
+                )
+            if not failed:
+                console.print("[green]verified: the history is complete and unaltered[/green]")
+        raise typer.Exit(1 if failed else 0)
+
+    @audit_app.command("chain")
+    def chain_cmd(data_dir: DataDir = None, store_url: StoreUrl = None) -> None:
+        """Chain every event recorded since the last block (the store writer does this after each batch)."""
+        ledger = _ledger(data_dir, store_url)
+        added = AuditChain(ledger.recorder).extend()
+        console.print(f"chained {added} events")
+
+    @audit_app.command("head")
+    def head_cmd(
+        data_dir: DataDir = None,
+        store_url: StoreUrl = None,
+        nats_url: NatsUrl = None,
+        anchor: Annotated[
+            bool, typer.Option("--anchor", help="Also put this head into the NATS KV bucket.")
+        ] = False,
+        as_json: Json = False,
+    ) -> None:
+        """Print the chain head (position, count, sha256) for a notary; --anchor puts it in NATS KV."""
+        ledger = _ledger(data_dir, store_url)
+        head = AuditChain(ledger.recorder).head()
+        revision = None
+        if anchor:
+            revision = _with_nats(data_dir, nats_url, lambda js: anchor_head(js, head, ledger.name))
+        if as_json:
+            _dump({**head.to_dict(), **({"kv_revision": revision} if revision else {})})
+            return
+        console.print(
+            f"position {head.position}  events {head.count}  block {head.block}\nsha256 {head.head}"
+        )
+        if revision:
+            console.print(
+                f"anchored in NATS KV {ANCHOR_BUCKET}/{anchor_key(ledger.name)} revision {revision}"
+            )
+
+    @audit_app.command("history")
+    def history_cmd(
+        case: Annotated[str, typer.Argument(help="Case id (UUID) or SOURCE/CASEREF.")],
+        data_dir: DataDir = None,
+        store_url: StoreUrl = None,
+        as_json: Json = False,
+    ) -> None:
+        """A case's complete history from the event store itself: event, actor, role, department, times."""
+        case_id = parse_case(case)
+        ledger = _ledger(data_dir, store_url)
+        entries = case_history(ledger.recorder, ledger.mapper, case_id)
+        if not entries:
+            err.print(f"[red]error:[/red] no case {case_id} in the event store")
+            raise typer.Exit(2)
+        if as_json:
+            _dump({"case_id": str(case_id), "events": [e.to_dict() for e in entries]})
+            return
+        table = Table(title=f"case {case_id}")
+        for col in ("pos", "v", "event", "actor", "role", "department", "event time", "recorded", "personal"):
+            table.add_column(col, overflow="fold")
+        for e in entries:
+            table.add_row(
+                str(e.position or ""),
+                str(e.version),
+                e.type,
+                e.actor,
+                e.role,
+                e.department,
+                e.at.isoformat() if e.at else "",
+                e.recorded_at.isoformat() if e.recorded_at else "",
+                ", ".join(e.personal_fields),
+            )
+        console.print(table)
+
+    @audit_app.command("access")
+    def access_cmd(
+        case: Annotated[str | None, typer.Argument(help="Only this case (UUID or SOURCE/CASEREF).")] = None,
+        data_dir: DataDir = None,
+        store_url: StoreUrl = None,
+        limit: Annotated[int | None, typer.Option(help="At most this many records.")] = None,
+        as_json: Json = False,
+    ) -> None:
+        """The read access log: who (role, principal) saw which personal fields of which case, when."""
+        case_id = parse_case(case) if case else None
+        ledger = _ledger(data_dir, store_url)
+        records = read_access(ledger.recorder, ledger.mapper, case_id, limit)
+        if as_json:
+            _dump([r.to_dict() for r in records])
+            return
+        table = Table()
+        for col in ("pos", "at", "role", "principal", "case", "fields", "operation"):
+            table.add_column(col, overflow="fold")
+        for r in records:
+            table.add_row(
+                str(r.position),
+                r.at.isoformat(),
+                r.role,
+                r.principal,
+                str(r.case_id),
+                ", ".join(r.fields),
+                r.operation,
+            )
+        console.print(table)
+
+    @privacy_app.command("erase")
+    def erase_cmd(
+        person: Annotated[str | None, typer.Argument(help="The person's id number, phone or name.")] = None,
+        case: Annotated[
+            str | None, typer.Option(help="Erase the reporter of this case (UUID or SOURCE/CASEREF).")
+        ] = None,
+        reason: Annotated[
+            str, typer.Option(help="Recorded with the erasure (no personal data).")
+        ] = "right to erasure",
+        data_dir: DataDir = None,
+        store_url: StoreUrl = None,
+    ) -> None:
+        """Crypto-shred a person: delete their key; their fields read [erased] everywhere after a rebuild."""
+        from hub.privacy import case_kid, find_person
+
+        if not person and not case:
+            raise typer.BadParameter("give PERSON or --case")
+        ledger = _ledger(data_dir, store_url)
+        mapper = ledger.mapper
+        kids: set[str] = set()
+        if person:
+            kids |= find_person(mapper, ledger.recorder, person)
+        if case:
+            kid = case_kid(mapper, ledger.recorder, parse_case(case))
+            if kid:
+                kids.add(kid)
+        erased = mapper.sealer.keyring.erase(kids, reason)
+        console.print(
+            f"erased {erased} key(s); rebuild the read models (`hub replay`) so every view shows [erased]"
+        )
+
+    @privacy_app.command("expire")
+    def expire_cmd(
+        data_dir: DataDir = None,
+        store_url: StoreUrl = None,
+        now: Annotated[str | None, typer.Option(help="Pretend it is this ISO time (default: now).")] = None,
+        days: Annotated[
+            int | None, typer.Option(help="Retention in days (default: privacy.toml [retention]).")
+        ] = None,
+    ) -> None:
+        """Retention by policy: erase the keys of persons whose last report is past the retention period."""
+        ledger = _ledger(data_dir, store_url)
+        sealer = ledger.mapper.sealer
+        retention = days if days is not None else sealer.policy.retention_days
+        moment = datetime.fromisoformat(now) if now else datetime.now(UTC)
+        kids = sealer.keyring.expired(retention, moment)
+        erased = sealer.keyring.erase(kids, f"retention {retention} days")
+        console.print(
+            f"erased {erased} key(s) past {retention} days of retention"
+            if retention
+            else "no retention period configured (privacy.toml [retention] days = 0)"
+        )
+
+    @privacy_app.command("erasures")
+    def erasures_cmd(data_dir: DataDir = None, store_url: StoreUrl = None, as_json: Json = False) -> None:
+        """The record of erasures (key id, when, why): proof for the data-protection officer."""
+        ledger = _ledger(data_dir, store_url)
+        rows = ledger.mapper.sealer.keyring.erasures()
+        if as_json:
+            _dump([{"kid": k, "erased_at": t, "reason": r} for k, t, r in rows])
+            return
+        for kid, at, why in rows:
+            console.print(f"{at}  {kid}  {why}")
+
+    @privacy_app.command("new-store-key")
+    def new_store_key() -> None:
+        """Print a fresh HUB_STORE_KEY (whole-store encryption at rest); keep it out of the data directory."""
+        console.print(base64.b64encode(os.urandom(32)).decode())

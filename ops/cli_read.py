@@ -1,0 +1,186 @@
+"""`hub` commands of the read side (replay, export, sql); registered on the main app by ops.cli.
+
+Wiring lives here (ops): the projections package never sees the ledger, only its recorder and a
+decoder for encrypted/compressed stores.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ops.settings import Settings
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="State directory (event store, read models). Env HUB_DATA_DIR."),
+]
+
+
+def views_path(settings: Settings) -> Path:
+    """Where the read models of this hub live."""
+    return settings.data_dir / "views.duckdb"
+
+
+def state_decoder(ledger: Any) -> Callable[[bytes], bytes] | None:
+    """Stored bytes → JSON when the store is encrypted and/or compressed (None: plain JSON).
+
+    With sealed personal fields (hub.privacy) the mapper's decoder also opens them, or marks them
+    ``[erased]`` when the person's key was erased, so every rebuild reflects erasures.
+    """
+    from hub.privacy import state_decoder as privacy_decoder
+
+    sealed = privacy_decoder(ledger.mapper)
+    if sealed is not None:
+        return sealed
+    cipher, compressor = ledger.mapper.cipher, ledger.mapper.compressor
+    if cipher is None and compressor is None:
+        return None
+
+    def decode(data: bytes) -> bytes:
+        if cipher is not None:
+            data = cipher.decrypt(data)
+        if compressor is not None:
+            data = compressor.decompress(data)
+        return bytes(data)
+
+    return decode
+
+
+def start_projections(ledger: Any, settings: Settings) -> Any:
+    """Build and start the live projector for ``hub up`` (returns the ProjectionService)."""
+    from projections import ProjectionService
+
+    service = ProjectionService(
+        views_path(settings),
+        ledger.recorder,
+        application_name=ledger.name,
+        state_decoder=state_decoder(ledger),
+    )
+    service.start()
+    atexit.register(service.close)  # stop the thread and close DuckDB cleanly when the hub exits
+    return service
+
+
+def register(app: typer.Typer) -> None:
+    """Add this room's commands to the `hub` app."""
+    export_app = typer.Typer(help="Export read models for data teams.", no_args_is_help=True)
+    app.add_typer(export_app, name="export")
+
+    @app.command()
+    def replay(
+        data_dir: DataDir = None,
+        store_url: Annotated[str | None, typer.Option("--store-url", help="Event store URL.")] = None,
+        until: Annotated[
+            str | None,
+            typer.Option(
+                help="Stop at this position (an integer) or recorded time (ISO 8601): an auditor's copy."
+            ),
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option(help="Write to this file instead of swapping in the live read models.")
+        ] = None,
+        batch_size: Annotated[int, typer.Option(help="Events per DuckDB transaction.")] = 50_000,
+    ) -> None:
+        """Rebuild every read model from the event store into a fresh file, then swap it in atomically."""
+        from ops.bootstrap import build_ledger
+        from projections import rebuild
+
+        settings = Settings.from_env(data_dir, store_url)
+        ledger = build_ledger(settings.store_url)
+        last = ledger.recorder.max_notification_id() or 0
+        stop: int | None = None
+        if until is not None:
+            stop = int(until) if until.isdigit() else _position_at(ledger, datetime.fromisoformat(until))
+        target = out or views_path(settings)
+        total = min(last, stop) if stop is not None else last
+        with Progress(
+            TextColumn("[bold]replay[/bold]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=err,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("events", total=total)
+            try:
+                applied = rebuild(
+                    target, ledger.recorder, application_name=ledger.name, until=stop, batch_size=batch_size,
+                    progress=lambda n, pos: progress.update(task, completed=pos),
+                    state_decoder=state_decoder(ledger), swap=out is None,
+                )  # fmt: skip
+            except RuntimeError as exc:
+                err.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(2) from None
+        console.print(f"replayed {applied} events into {target}")
+
+    @export_app.command("parquet")
+    def export_parquet_cmd(
+        out_dir: Annotated[Path, typer.Argument(help="Directory for events/ and cases/ (hive partitions).")],
+        data_dir: DataDir = None,
+    ) -> None:
+        """Write events and cases as Parquet partitioned by date and department (only what is new)."""
+        from projections import export_parquet
+
+        settings = Settings.from_env(data_dir)
+        try:
+            written = export_parquet(views_path(settings), out_dir)
+        except Exception as exc:  # a running hub holds the file
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        console.print(f"exported {written['events']} events and {written['cases']} case rows to {out_dir}")
+
+    @app.command()
+    def sql(
+        query: Annotated[str, typer.Argument(help="A read-only SQL query over events, cases, case_links.")],
+        output: Annotated[
+            str, typer.Option("--format", help="table, csv or json (one object per line).")
+        ] = "table",
+        data_dir: DataDir = None,
+    ) -> None:
+        """Run read-only SQL against a consistent snapshot of the read models."""
+        from projections import query_arrow
+
+        settings = Settings.from_env(data_dir)
+        try:
+            result = query_arrow(views_path(settings), query)
+        except Exception as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        if output == "csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(result, sys.stdout.buffer)
+        elif output == "json":
+            for row in result.to_pylist():
+                sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
+        else:
+            table = Table(show_lines=False)
+            for name in result.column_names:
+                table.add_column(name, overflow="fold")
+            for row in result.to_pylist():
+                table.add_row(*("" if v is None else str(v) for v in row.values()))
+            console.print(table)
+
+
+def _position_at(ledger: Any, when: datetime) -> int:
+    """The longest prefix of the log recorded at or before ``when`` (decodes events; auditors only)."""
+    position, start = 0, 1
+    while True:
+        section = ledger.recorder.select_notifications(start=start, limit=5000)
+        if not section:
+            return position
+        for n in section:
+            if ledger.mapper.to_domain_event(n).timestamp > when:
+                return position
+            position = n.id
+        start = section[-1].id + 1

@@ -1,0 +1,329 @@
+"""``hub up`` as a set of cooperating tasks: NATS, intake, deadline watcher, HTTP API, demo city.
+
+Why one module: the order of starting (NATS before streams before intake before the API) and of
+stopping (the reverse, each awaited, so no acked-but-unsaved state exists) is the operational
+contract of the hub; keeping it in one place makes it reviewable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from nats.aio.client import Client as NATS
+from starlette.applications import Starlette
+
+from hub.api.health import health_routes
+from hub.api.metrics import Sample, metrics_routes
+from hub.intake import Intake
+from ops.bootstrap import build_ledger, connect_nats, start_intake
+from ops.natsd import EmbeddedNats
+from ops.settings import DEFAULT_NATS_PORT, Settings
+
+log = logging.getLogger("hub")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    nats_port: int | None = None
+    demo: bool = True
+    demo_rate: float = 600.0
+    """New cases per simulated hour in the demo city (the programmes see a few hundred)."""
+    watch_every_s: float = 15.0
+
+
+def graphql_app_routes(
+    nc: NATS,
+    views: Any,
+    config_dir: Path | None,
+    allowed_origins: Sequence[str] = (),
+    access: Any = None,
+) -> list[Any]:
+    """The GraphQL API (/graphql, GraphiQL, graphql-transport-ws) over the read models and NATS."""
+    from hub.api.graphql import ApiContext, DepartmentInfo, TokenBook, graphql_routes
+    from hub.config import load_catalogue, load_departments, load_grids
+
+    departments = {
+        code: DepartmentInfo(d.code, d.name, d.name_en, d.kinds)
+        for code, d in load_departments(config_dir).items()
+    }
+    ctx = ApiContext(
+        views=views, tokens=TokenBook.load(config_dir), catalogue=load_catalogue(config_dir),
+        departments=departments, grids=load_grids(config_dir).tree, nc=nc,
+        record_access=None if access is None else (
+            lambda role, case_id, fields, principal, operation: access.record_access(
+                role, case_id, fields, principal=principal, operation=operation
+            )
+        ),
+    )  # fmt: skip
+    return graphql_routes(ctx, allowed_origins)
+
+
+def screen_app_routes(config_dir: Path | None) -> list[Any]:
+    """The command-centre screen at ``/`` (static files over the public GraphQL API)."""
+    from hub.api.screen import screen_routes
+    from hub.config import config_file
+
+    return list(screen_routes(config_file("grids.geojson", config_dir)))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``hub up`` owns SIGINT/SIGTERM and stops in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class HubRuntime:
+    settings: Settings
+    options: RuntimeOptions
+    embedded: EmbeddedNats | None = None
+    nats_url: str = ""
+    nc: NATS | None = None
+    intake: Intake | None = None
+    tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    server: _Server | None = None
+    projections: Any = None
+    reader: Any = None
+    access: Any = None
+    """The read access log (hub.audit.AccessLog) the GraphQL API records personal-data reads in."""
+    """The read-only ledger the projector follows (kept: a dropped Application closes its pool)."""
+    notices: list[str] = field(default_factory=list)
+    breaches_escalated: int = 0
+
+    # ------------------------------------------------------------------ start
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = self.settings.nats_url
+        if url is None:
+            port, fell_back = EmbeddedNats.choose_port(self.options.nats_port, DEFAULT_NATS_PORT)
+            if fell_back:
+                self.notices.append(f"port {DEFAULT_NATS_PORT} is taken; the embedded NATS uses {port}")
+            self.embedded = EmbeddedNats(store_dir=self.settings.data_dir / "nats", port=port)
+            self.embedded.start()  # on the main thread: the server's parent-death signal follows it
+            url = self.embedded.url
+            self.settings.nats_url_file.write_text(url + "\n")
+        self.nats_url = url
+        self.nc = await connect_nats(url, "hub-up")
+        self.intake, self.tasks["intake"] = await start_intake(
+            self.nc, self.settings.store_url, self.settings.config_dir
+        )
+        await self._start_projections()
+        self.tasks["watcher"] = asyncio.create_task(self._watch_deadlines(), name="deadline-watcher")
+        await self._start_http()
+        if self.options.demo:
+            self.tasks["demo"] = asyncio.create_task(self._demo_city(), name="demo-city")
+
+    def status(self) -> Mapping[str, bool]:
+        intake = self.tasks.get("intake")
+        projector = getattr(self.projections, "projector", None)  # its thread records a failure in .error
+        return {
+            "nats": bool(self.nc and self.nc.is_connected),
+            "intake": bool(intake and not intake.done()),
+            "projector": bool(projector is not None and projector.error is None),
+            "watcher": bool(self.tasks.get("watcher") and not self.tasks["watcher"].done()),
+            "store": bool(self.intake is None or self.intake.store_healthy()),  # the last batch was recorded
+        }
+
+    async def _start_projections(self) -> None:
+        """The read side follows the store's notification log (its own reader, its own DuckDB file)."""
+        from ops.cli_read import start_projections
+
+        self.reader = await asyncio.to_thread(build_ledger, self.settings.store_url)
+        self.projections = await asyncio.to_thread(start_projections, self.reader, self.settings)
+        assert self.intake is not None
+        self.intake.on_committed = self.projections.notify  # wake the projector after each batch
+        from ops.cli_audit import access_log, anchor_forever
+
+        self.access = access_log(self.reader)
+        self.tasks["anchor"] = asyncio.create_task(
+            anchor_forever(self.nc, self.reader.recorder), name="audit-anchor"
+        )
+        from hub.api.graphql import commit_publisher
+
+        # every API process (this one and replicas) feeds its GraphQL subscriptions from these notices
+        self.projections.projector.on_commit = commit_publisher(self.nc, asyncio.get_running_loop())
+
+    async def _start_http(self) -> None:
+        from ops.wiring_connectors import connector_routes
+
+        assert self.nc is not None
+        js = self.nc.jetstream(timeout=10, publish_async_max_pending=4000)
+        reads = self.projections.views
+        app = Starlette(
+            routes=[
+                *health_routes(self.status),
+                *metrics_routes(self.samples),
+                *connector_routes(js, reads, self.settings.config_dir),
+                *graphql_app_routes(self.nc, reads, self.settings.config_dir, access=self.access),
+                *screen_app_routes(self.settings.config_dir),
+            ]
+        )
+        config = uvicorn.Config(
+            app, host=self.options.host, port=self.options.http_port, log_level="warning", lifespan="off"
+        )
+        self.server = _Server(config)
+        self.tasks["http"] = asyncio.create_task(self.server.serve(), name="http")
+        for _ in range(200):  # wait until it listens (or failed to bind)
+            if self.server.started or self.tasks["http"].done():
+                break
+            await asyncio.sleep(0.05)
+        if self.tasks["http"].done() or not self.server.started:
+            raise RuntimeError(
+                f"the HTTP API could not listen on {self.options.host}:{self.options.http_port}; "
+                f"is the port taken? choose another with --http-port"
+            )
+
+    # ------------------------------------------------------------------ background work
+    async def _watch_deadlines(self) -> None:
+        """督办 on SLA breach: breach events go through NATS like any other (one writer, exactly once)."""
+        from connectors.publisher import publish_events
+
+        assert self.nc is not None and self.intake is not None
+        js = self.nc.jetstream(timeout=10, publish_async_max_pending=4000)
+        while True:
+            await asyncio.sleep(self.options.watch_every_s)
+            try:
+                events = await self.intake.on_writer(self.intake.ledger.breach_events, datetime.now(UTC))
+                if events:
+                    await publish_events(js, events)
+                    self.breaches_escalated += len(events)
+                    log.info("deadline watcher: %d breaches escalated", len(events))
+            except Exception:
+                log.exception("deadline watcher failed; retrying at the next tick")
+
+    async def _demo_city(self) -> None:
+        """The demo city lives in real time: each day is a seeded simulation joined at the current time."""
+        from connectors.base import CHINA_TZ
+        from connectors.publisher import publish_events
+        from connectors.simulator import Simulator
+
+        assert self.nc is not None
+        js = self.nc.jetstream(timeout=10, publish_async_max_pending=4000)
+
+        async def publish(events: Any) -> Any:
+            return await publish_events(js, events)
+
+        while True:
+            now = datetime.now(CHINA_TZ)
+            day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            seed = zlib.crc32(day.date().isoformat().encode())
+            sim = Simulator(seed=seed, rate=self.options.demo_rate, duration=timedelta(days=1), start=day)
+            try:
+                await sim.run(publish, speed=1.0, tick=1.0, from_time=now)
+            except Exception:
+                log.exception("demo city stopped; restarting it in 10 s")
+                await asyncio.sleep(10)
+
+    # ------------------------------------------------------------------ metrics
+    async def samples(self) -> list[Sample]:
+        """What ``/metrics`` reports: intake throughput and lag, projector lag, SLA breaches, health."""
+        out: list[Sample] = []
+
+        def add(name: str, kind: str, text: str, value: float, **labels: str) -> None:
+            out.append(Sample(name, kind, text, float(value), labels))
+
+        for component, up in self.status().items():
+            add("hub_component_up", "gauge", "1 when the component runs", up, component=component)
+        add(
+            "hub_sla_breaches_escalated_total",
+            "counter",
+            "督办 by the deadline watcher",
+            self.breaches_escalated,
+        )
+        if self.intake is not None:
+            st = self.intake.stats
+            add(
+                "hub_intake_received_total",
+                "counter",
+                "events delivered (redeliveries included)",
+                st.received,
+            )
+            add("hub_intake_applied_total", "counter", "events recorded in the event store", st.applied)
+            add("hub_intake_duplicates_total", "counter", "events skipped as already applied", st.duplicates)
+            add("hub_intake_retries_total", "counter", "events delayed to wait for earlier ones", st.retried)
+            add("hub_intake_batches_total", "counter", "batches, one store transaction each", st.batches)
+            add(
+                "hub_intake_batch_seconds_total",
+                "counter",
+                "time spent per batch, summed",
+                st.batch_seconds_total,
+            )
+            add("hub_intake_last_batch_seconds", "gauge", "latency of the last batch", st.last_batch_seconds)
+            for reason, count in st.dead_letter_reasons.items():
+                add(
+                    "hub_intake_dead_letters_total",
+                    "counter",
+                    "events copied to CITY_DLQ",
+                    count,
+                    reason=reason,
+                )
+            if self.nc is not None and self.nc.is_connected:
+                with contextlib.suppress(Exception):
+                    js = self.nc.jetstream(timeout=2)
+                    info = await js.consumer_info("CITY", self.intake.settings.durable)
+                    add(
+                        "hub_intake_consumer_pending",
+                        "gauge",
+                        "events not yet delivered",
+                        info.num_pending or 0,
+                    )
+                    ack_pending = info.num_ack_pending or 0
+                    add("hub_intake_consumer_ack_pending", "gauge", "delivered, not yet acked", ack_pending)
+        if self.projections is not None and self.reader is not None:
+            position = self.projections.projector.position
+            head = await asyncio.to_thread(self.reader.recorder.max_notification_id) or 0
+            add("hub_projector_position", "gauge", "last notification in the read models", position)
+            add("hub_store_head_position", "gauge", "last notification in the event store", head)
+            add(
+                "hub_projector_lag_events",
+                "gauge",
+                "events recorded, not yet projected",
+                max(0, head - position),
+            )
+        return out
+
+    # ------------------------------------------------------------------ stop
+    async def wait(self) -> None:
+        """Return when a core task ends (it should not): its failure is re-raised."""
+        core = [self.tasks[name] for name in ("intake", "http") if name in self.tasks]
+        done, _ = await asyncio.wait(core, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        for name in ("demo", "watcher", "anchor"):
+            task = self.tasks.get(name)
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.server:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.tasks["http"], 10)
+        if self.intake:
+            self.intake.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.tasks["intake"], 30)
+        if self.access is not None:
+            await asyncio.to_thread(self.access.close)  # flush the last reads to the store
+        if self.projections is not None:
+            await asyncio.to_thread(self.projections.close)
+        if self.nc:
+            await self.nc.close()
+        if self.embedded:
+            await asyncio.to_thread(self.embedded.stop)
+            self.settings.nats_url_file.unlink(missing_ok=True)

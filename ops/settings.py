@@ -1,0 +1,109 @@
+"""Runtime settings from the environment and the command line (HUB_* variables).
+
+Why here: reading the environment and choosing adapters is the composition root's job (ops);
+the core receives plain values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_NATS_PORT = 4222
+DEFAULT_HTTP_PORT = 8000
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the variable or flag and the expected form."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    nats_url: str | None  # external NATS; None = the embedded server
+    store_url: str
+    config_dir: Path | None
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None, store_url: str | None = None) -> Settings:
+        data = (data_dir or Path(os.environ.get("HUB_DATA_DIR", "var"))).resolve()
+        store = store_url or os.environ.get("HUB_STORE_URL") or f"sqlite:///{data / 'events.sqlite'}"
+        config = os.environ.get("HUB_CONFIG_DIR")
+        return cls(
+            data_dir=data,
+            nats_url=os.environ.get("HUB_NATS_URL") or None,
+            store_url=store,
+            config_dir=Path(config).resolve() if config else None,
+        )
+
+    @property
+    def nats_url_file(self) -> Path:
+        """Where a running hub writes its embedded server's URL, so CLI commands find it."""
+        return self.data_dir / "nats.url"
+
+    def resolve_nats_url(self, explicit: str | None = None) -> str:
+        if explicit:
+            return explicit
+        if self.nats_url:
+            return self.nats_url
+        if self.nats_url_file.exists():
+            return self.nats_url_file.read_text().strip()
+        return f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
+
+
+def store_env(url: str, store_key: str | None = None) -> dict[str, str]:
+    """Translate ``HUB_STORE_URL`` (and ``HUB_STORE_KEY``) into the eventsourcing library's settings.
+
+    ``HUB_STORE_KEY`` (base64 of 16, 24 or 32 random bytes: ``hub privacy new-store-key``) turns on
+    the library's whole-store encryption at rest (AES-GCM of every stored state, via ``cryptography``).
+    """
+    env = _store_env(url)
+    key = store_key if store_key is not None else os.environ.get("HUB_STORE_KEY", "")
+    if key:
+        env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"
+        env["CIPHER_KEY"] = key
+    return env
+
+
+def _store_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if url.startswith("sqlite:////"):
+            path = "/" + path.lstrip("/")
+        elif url.startswith("sqlite:///"):
+            path = path[1:] if path.startswith("/") and not Path(path).is_absolute() else path
+        if not path:
+            raise SettingsError(
+                f"HUB_STORE_URL {url!r}: expected sqlite:///PATH (e.g. sqlite:///var/events.sqlite)"
+            )
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if parts.scheme in {"postgresql", "postgres"}:
+        if not parts.path.strip("/"):
+            raise SettingsError(
+                f"HUB_STORE_URL {url!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
+            )
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.strip("/")),
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_POOL_SIZE": "4",
+        }
+        for key, values in parse_qs(parts.query).items():  # e.g. ?schema=hub
+            env[f"POSTGRES_{key.upper()}"] = values[-1]
+        return env
+    raise SettingsError(
+        f"HUB_STORE_URL {url!r}: unsupported scheme {parts.scheme!r}; use sqlite:///PATH or postgresql://…"
+    )

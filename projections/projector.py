@@ -1,0 +1,266 @@
+"""The projector (投影器): follows the event store's notification log into the DuckDB read models.
+
+Why batches and Arrow: a notification log row is (id, case id, version, topic, JSON state). A batch
+of thousands becomes five Arrow columns with list comprehensions over attributes (no per-event
+logic); DuckDB decodes the JSON and folds the cases with set-based SQL, in one transaction that
+also records the position. Reading the next batch overlaps with applying the current one.
+
+Why polling as well as notification: SQLite has no ``subscribe()``, so the projector polls
+``select_notifications(start=position, inclusive_of_start=False)``; a process that also runs the
+intake calls ``notify()`` after each saved batch, which wakes the projector at once. Polling is the
+safety net for writes made by other processes (other intake workers, PostgreSQL replicas).
+
+It never imports the application: ops hands over the ledger's ``ApplicationRecorder`` (and, when
+the store is encrypted or compressed, a ``state_decoder`` that turns stored bytes into JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from eventsourcing.persistence import ApplicationRecorder, Notification
+
+from projections.schema import TOPICS
+from projections.store import BATCH_SCHEMA, ReadModelStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APPLICATION = "CityHub"
+
+
+class NotificationReader(Protocol):
+    """Reads up to ``limit`` case notifications with ids greater than ``after`` (ascending)."""
+
+    def __call__(self, after: int, limit: int) -> Sequence[Notification]: ...
+
+
+def reader_for(recorder: ApplicationRecorder, topics: Sequence[str] = TOPICS) -> NotificationReader:
+    """The notification log of an eventsourcing recorder, filtered to case topics in the database.
+
+    Why the gap check (PostgreSQL): ids come from a sequence when a row is inserted, rows become
+    visible when their transaction commits. Unless every writer takes the library's table lock
+    (its default path; not its ``enable_db_functions`` path, nor a foreign writer), a lower id can
+    become visible after a higher one, and a follower that read past the higher id would never see
+    it. So when a read is not contiguous after ``after``, a write barrier waits for every
+    transaction then inserting, and the log is read again: what is still missing below the highest
+    id first seen is gone for good (rolled back, or another topic), so nothing is skipped and no
+    time-based lag is needed. Ids above that are cut off (they may have new in-flight gaps) and
+    are read by the next call. SQLite serialises writers, so its ids are in commit order.
+    """
+    wanted = list(topics)
+    barrier = _write_barrier(recorder)
+
+    def select(after: int, limit: int) -> Sequence[Notification]:
+        return recorder.select_notifications(
+            start=after, limit=limit, topics=wanted, inclusive_of_start=False
+        )
+
+    def read(after: int, limit: int) -> Sequence[Notification]:
+        notifications = select(after, limit)
+        if barrier is None or _contiguous(after, notifications):
+            return notifications
+        seen = notifications[-1].id
+        barrier()
+        return [n for n in select(after, limit) if n.id <= seen]
+
+    return read
+
+
+def _contiguous(after: int, notifications: Sequence[Notification]) -> bool:
+    """True when the ids are exactly ``after + 1, after + 2, …`` (nothing can still appear between)."""
+    return not notifications or notifications[-1].id - after == len(notifications)
+
+
+def _write_barrier(recorder: ApplicationRecorder) -> Callable[[], None] | None:
+    """PostgreSQL: a callable that returns once every transaction inserting into the log has ended.
+
+    ``SHARE`` mode conflicts with the ``ROW EXCLUSIVE`` lock every ``INSERT`` holds until its
+    transaction ends (and with the library's ``EXCLUSIVE`` insert lock), so it is granted only
+    after the writers that took ids before it; it is released at once (writers wait for it for
+    that instant only). Readers are never blocked by it. ``None`` for other stores.
+    """
+    try:
+        from eventsourcing.postgres import PostgresApplicationRecorder
+        from psycopg import sql
+    except ImportError:  # PostgreSQL support not installed: no such recorder either
+        return None
+    if not isinstance(recorder, PostgresApplicationRecorder):
+        return None
+    datastore = recorder.datastore
+    lock = sql.SQL("LOCK TABLE {}.{} IN SHARE MODE").format(
+        sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name)
+    )
+
+    def barrier() -> None:
+        with datastore.transaction(commit=True) as curs:
+            curs.execute("SET LOCAL lock_timeout = '10s'")  # a stuck writer fails the pass, retried
+            curs.execute(lock)
+
+    return barrier
+
+
+def to_arrow(
+    notifications: Sequence[Notification], state_decoder: Callable[[bytes], bytes] | None = None
+) -> pa.Table:
+    """Notifications → an Arrow table of ``BATCH_SCHEMA`` (the state is decoded later, in DuckDB).
+
+    The state bytes are *viewed* as UTF-8 text rather than cast (a cast validates every byte and
+    its first call alone costs ~0.2 s): they are the store's JSON, and DuckDB's JSON reader
+    rejects malformed input anyway.
+    """
+    states = [n.state for n in notifications]
+    if state_decoder is not None:  # encrypted/compressed stores: unavoidable per-row library call
+        states = [state_decoder(s) for s in states]
+    return pa.Table.from_arrays(
+        [
+            pa.array([n.id for n in notifications], pa.int64()),
+            pa.array([str(n.originator_id) for n in notifications], pa.string()),
+            pa.array([n.originator_version for n in notifications], pa.int64()),
+            pa.array([n.topic for n in notifications], pa.string()),
+            pa.array(states, pa.binary()).view(pa.string()),
+        ],
+        schema=BATCH_SCHEMA,
+    )
+
+
+def fetch_batch(
+    read: NotificationReader,
+    after: int,
+    limit: int,
+    until: int | None = None,
+    state_decoder: Callable[[bytes], bytes] | None = None,
+) -> pa.Table | None:
+    """Read up to ``limit`` notifications after ``after`` (none beyond ``until``) as Arrow, or ``None``."""
+    notifications = read(after, limit)
+    if until is not None:
+        notifications = [n for n in notifications if n.id <= until]
+    if not notifications:
+        return None
+    return to_arrow(notifications, state_decoder)
+
+
+class Projector:
+    """Applies the notification log to a ``ReadModelStore``, batch by batch, exactly once."""
+
+    def __init__(
+        self,
+        store: ReadModelStore,
+        read: NotificationReader,
+        *,
+        application_name: str = DEFAULT_APPLICATION,
+        batch_size: int = 5000,
+        poll_interval: float = 0.5,
+        state_decoder: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.store = store
+        self.read = read
+        self.application_name = application_name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.state_decoder = state_decoder
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.on_commit: Callable[[int, Sequence[str]], None] | None = None
+        """Called after each committed batch with its last position and the case ids it touched
+        (ops publishes them on NATS so every API process can feed its subscriptions)."""
+
+    @property
+    def position(self) -> int:
+        return self.store.position(self.application_name)
+
+    def run_once(self, until: int | None = None) -> int:
+        """Apply the next batch (if any); returns the number of events applied."""
+        return self._apply(self._fetch(self.position, until))
+
+    def _fetch(self, after: int, until: int | None) -> pa.Table | None:
+        """Read the next batch after ``after`` and convert it to Arrow (``None`` when none).
+
+        Conversion happens here, on the reading thread, so that in ``catch_up`` it overlaps the
+        previous batch's DuckDB work instead of adding to it.
+        """
+        return fetch_batch(self.read, after, self.batch_size, until, self.state_decoder)
+
+    def _apply(self, batch: pa.Table | None) -> int:
+        if batch is None or batch.num_rows == 0:
+            return 0
+        applied = self.store.apply_batch(batch, self.application_name)
+        if self.on_commit is not None:
+            try:
+                last = int(batch.column("seq")[-1].as_py())
+                self.on_commit(last, sorted(pc.unique(batch.column("case_id")).to_pylist()))
+            except Exception:  # a failed notice must never fail the committed batch
+                log.exception("projector on_commit hook failed")
+        return applied
+
+    def catch_up(
+        self,
+        until: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        first: Future[pa.Table | None] | None = None,
+    ) -> int:
+        """Apply everything up to ``until`` (default: the end of the log); returns events applied.
+
+        The read (and Arrow conversion) of batch k+1 runs in a helper thread while batch k is
+        applied (DuckDB releases the GIL), so a rebuild approaches the raw read rate of the log.
+        ``progress(applied_so_far, position)`` is called after each batch. ``first``: the first
+        batch already being read (``fetch_batch`` in a pool), so a replay reads while its file is created.
+        """
+        total = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="log-read") as pool:
+            pending: Future[pa.Table | None] = (
+                first if first is not None else pool.submit(self._fetch, self.position, until)
+            )
+            while True:
+                batch = pending.result()
+                if batch is None:
+                    return total
+                last = int(batch.column("seq")[-1].as_py())
+                short = batch.num_rows < self.batch_size
+                if not short and (until is None or last < until):
+                    pending = pool.submit(self._fetch, last, until)
+                total += self._apply(batch)
+                if progress is not None:
+                    progress(total, last)
+                if short or (until is not None and last >= until) or self._stop.is_set():
+                    return total
+
+    # ------------------------------------------------------------------ running in the background
+    def notify(self) -> None:
+        """New events were recorded (called by an in-process intake): wake the projector now."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Follow the log until ``stop()``; transient errors are logged and retried."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                applied = self.catch_up()
+                self.error = None  # recovered: readiness reports the projector healthy again
+            except Exception as exc:  # keep following: the failed batch was rolled back
+                log.exception("projector batch failed; retrying")
+                self.error = exc
+                applied = 0
+                self._stop.wait(min(5.0, self.poll_interval * 4))
+            if applied == 0:
+                self._wake.wait(self.poll_interval)
+
+    def start(self) -> threading.Thread:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="projector", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

@@ -1,0 +1,527 @@
+"""``hub.views.ReadModels`` on DuckDB: the queries the screen, the API and auditors run.
+
+Why plain SQL over the tables rather than stored views for the API: "overdue" depends on the
+moment (``now``), which the live screen, time travel and tests each choose, so every query takes
+``$now`` as a parameter. The same SQL runs against the live tables or against an as-of snapshot,
+whose TEMP tables shadow ``events``/``cases``/``case_links`` on its own cursor (temp objects are
+resolved first), so time travel reuses every query and never writes to the live file.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import threading
+import time as _time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import duckdb
+import pyarrow as pa
+
+from hub.views import (
+    Board,
+    CaseFilter,
+    CasePage,
+    CaseRow,
+    EventRow,
+    HotspotRow,
+    IndicatorValue,
+    KeyCount,
+    LinkRow,
+    Overview,
+    OverviewChild,
+    OverviewTotals,
+    ReadModels,
+    Reporter,
+    RollupRow,
+    Scope,
+    StageCount,
+    Window,
+)
+from projections.derive import PART_TYPES, case_rows_statement, derive_statements
+from projections.indicators import INDICATORS
+from projections.schema import OPEN_STAGES
+
+_PART_INPUT = ", ".join(f"'{t}'" for t in (*PART_TYPES, "verified"))
+"""Event types the part stream reads (``derive_statements``: part events and failed verifications)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_END = datetime(9999, 12, 31, tzinfo=UTC)
+_OPEN = ", ".join(f"'{s}'" for s in OPEN_STAGES)
+
+SCOPED_CASES = f"""
+WITH c AS (
+  SELECT *, stage IN ({_OPEN}) AS is_open,
+         (stage IN ({_OPEN}) AND suspended_since IS NULL AND due IS NOT NULL AND due < $now) AS overdue_now,
+         (overruns > 0 OR (stage IN ({_OPEN}) AND suspended_since IS NULL AND due IS NOT NULL AND due < $now))
+           AS overdue_ever
+    FROM cases
+   WHERE ($grid::VARCHAR IS NULL OR list_contains(grid_path, $grid::VARCHAR))
+     AND ($dept::VARCHAR IS NULL OR origin_department = $dept::VARCHAR
+          OR list_contains(responsible_departments, $dept::VARCHAR))
+)
+"""
+"""The scoped cases with the query-time flags; every query below starts from it."""
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+_CASE_FIELDS = tuple(f.name for f in fields(CaseRow))
+_EVENT_FIELDS = tuple(f.name for f in fields(EventRow))
+
+
+def _rows(table: pa.Table, cls: type[T], renames: dict[str, str] | None = None) -> list[T]:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    out: list[T] = []
+    for rec in table.to_pylist():
+        if renames:
+            for src, dst in renames.items():
+                rec[dst] = rec.pop(src)
+        for key in ("case_id", "target_id", "merged_into"):
+            if key in rec and isinstance(rec[key], str):
+                rec[key] = UUID(rec[key])
+        for key, value in rec.items():
+            if isinstance(value, list):
+                rec[key] = tuple(value)
+        out.append(cls(**{k: v for k, v in rec.items() if k in names}))
+    return out
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def _consistent(method: F) -> F:
+    """Run a multi-query answer inside one read snapshot (see ``DuckDBReadModels._snapshot``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: DuckDBReadModels, *args: Any, **kwargs: Any) -> Any:
+        with self._snapshot():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class DuckDBReadModels(ReadModels):
+    """Queries over a DuckDB database; thread-safe (a cursor per thread, or one locked snapshot)."""
+
+    def __init__(
+        self,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
+        position: Callable[[], int],
+        *,
+        shared_cursor: bool = False,
+        fixed_now: datetime | None = None,
+    ) -> None:
+        self._cursor_factory = cursor
+        self._position = position
+        self._shared = shared_cursor
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.fixed_now = fixed_now  # a snapshot's own moment: the default ``now`` of its queries
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _cur(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._shared:
+            with self._lock:
+                yield self._cursor_factory()
+            return
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._local.cur = self._cursor_factory()
+        yield cur
+
+    def arrow(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> pa.Table:
+        """Run SQL on this snapshot and return Arrow (the documented entry for data teams)."""
+        with self._cur() as cur:
+            return cur.sql(sql, params=params).to_arrow_table()
+
+    def _scoped(self, sql: str, scope: Scope, now: datetime | None, **extra: Any) -> pa.Table:
+        params = {"grid": scope.grid, "dept": scope.department, "now": self._when(now), **extra}
+        used = {k: v for k, v in params.items() if f"${k}" in SCOPED_CASES + sql}
+        with self._cur() as cur:
+            return cur.sql(SCOPED_CASES + sql, params=used).to_arrow_table()
+
+    def _when(self, now: datetime | None) -> datetime:
+        return now if now is not None else (self.fixed_now or datetime.now(UTC))
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One MVCC snapshot for several queries of one answer, position included (nested: no-op).
+
+        Without it an answer's queries each see the writer's latest commit, so an overview could
+        report position 40 with the cases of position 35 (found by the API-replicas test).
+        """
+        if self._shared or getattr(self._local, "in_snapshot", False):
+            yield
+            return
+        with self._cur() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            self._local.in_snapshot = True
+            try:
+                yield
+            finally:
+                self._local.in_snapshot = False
+                cur.execute("ROLLBACK")  # read-only: nothing to keep
+
+    # ------------------------------------------------------------------ ReadModels
+    def position(self) -> int:
+        if getattr(self._local, "in_snapshot", False):  # the position this snapshot reflects
+            with self._cur() as cur:
+                row = cur.execute("SELECT coalesce(max(notification_id), 0) FROM tracking").fetchone()
+            return int(row[0]) if row else 0
+        return self._position()
+
+    def wait(self, position: int, timeout: float = 5.0) -> bool:
+        deadline = _time.monotonic() + timeout
+        delay = 0.01
+        while self.position() < position:
+            if _time.monotonic() >= deadline:
+                return False
+            _time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return True
+
+    def case(self, case_id: UUID, now: datetime | None = None) -> CaseRow | None:
+        rows = _rows(
+            self._scoped("SELECT *, overdue_ever AS overdue FROM c WHERE case_id = $id", Scope(), now,
+                         id=str(case_id)),
+            CaseRow,
+        )  # fmt: skip
+        return rows[0] if rows else None
+
+    def cases(
+        self,
+        scope: Scope = Scope(),
+        stage: str | None = None,
+        open_only: bool = False,
+        limit: int = 50,
+        cursor: str | None = None,
+        now: datetime | None = None,
+        where: CaseFilter | None = None,
+    ) -> CasePage:
+        w = where or CaseFilter()
+        after_t, after_id = _END, "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        if cursor:
+            t, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+            after_t, after_id = datetime.fromisoformat(t), cid
+        table = self._scoped(
+            "SELECT *, overdue_ever AS overdue FROM c "
+            "WHERE ($stage::VARCHAR IS NULL OR stage = $stage::VARCHAR) AND (NOT $open OR is_open) "
+            "AND (reported_at, case_id) < ($after_t::TIMESTAMPTZ, $after_id::UUID) "
+            "AND ($cat::VARCHAR IS NULL OR category = $cat::VARCHAR) "
+            "AND ($overdue::BOOLEAN IS NULL OR overdue_ever = $overdue::BOOLEAN) "
+            "AND ($esc::BOOLEAN IS NULL OR (is_open AND escalations > 0) = $esc::BOOLEAN) "
+            "AND ($since::TIMESTAMPTZ IS NULL OR reported_at >= $since::TIMESTAMPTZ) "
+            "AND ($until::TIMESTAMPTZ IS NULL OR reported_at < $until::TIMESTAMPTZ) "
+            "AND ($text::VARCHAR IS NULL OR contains(lower(concat_ws(' ', title, caseref, address)),"
+            " lower($text::VARCHAR))) "
+            "ORDER BY reported_at DESC, case_id DESC LIMIT $limit",
+            scope, now, stage=stage, open=open_only, after_t=after_t, after_id=after_id, limit=limit + 1,
+            cat=w.category, overdue=w.overdue, esc=w.escalated, since=w.since, until=w.until, text=w.text,
+        )  # fmt: skip
+        rows = _rows(table, CaseRow)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = base64.urlsafe_b64encode(
+                f"{last.reported_at.isoformat()}|{last.case_id}".encode()
+            ).decode()
+        return CasePage(tuple(rows), next_cursor)
+
+    def timeline(self, case_id: UUID) -> Sequence[EventRow]:
+        with self._cur() as cur:
+            table = cur.sql(
+                'SELECT seq AS position, case_id, version, type, "at", recorded_at, actor, department, grid,'
+                " category, stage_after, coalesce(note, reason) AS note FROM events"
+                " WHERE case_id = ? ORDER BY seq",
+                params=[str(case_id)],
+            ).to_arrow_table()
+        return _rows(table, EventRow)
+
+    @_consistent
+    def overview(
+        self, scope: Scope = Scope(), window: Window = Window(), now: datetime | None = None
+    ) -> Overview:
+        """Two scans of the scoped cases: totals + children + stage + category in one GROUPING SETS
+        query, departments (responsible, else origin) in a second."""
+        when = self._when(now)
+        win = {"since": window.since or _EPOCH, "until": min(window.until or _END, _END)}
+        in_win = "reported_at >= $since AND reported_at < $until"
+        totals = (
+            f"count(*) FILTER (WHERE {in_win}) AS reported, "
+            "count(*) FILTER (WHERE registered_at >= $since AND registered_at < $until) AS registered, "
+            "count(*) FILTER (WHERE is_open) AS open, count(*) FILTER (WHERE overdue_now) AS overdue, "
+            "count(*) FILTER (WHERE is_open AND escalations > 0) AS escalated, "
+            "count(*) FILTER (WHERE closed_at >= $since AND closed_at < $until) AS closed, "
+            "count(*) FILTER (WHERE closed_at >= $since AND closed_at < $until AND overruns = 0)"
+            " AS closed_on_time"
+        )
+        child = (
+            "CASE WHEN $grid::VARCHAR IS NULL THEN grid_path[1] "
+            "ELSE grid_path[list_position(grid_path, $grid::VARCHAR) + 1] END"
+        )
+        table = self._scoped(
+            f"SELECT {child} AS child, stage, category, GROUPING(child, stage, category) AS g, "
+            f"count(*) FILTER (WHERE {in_win}) AS n, {totals} FROM c "
+            "GROUP BY GROUPING SETS ((), (child), (stage), (category))",
+            scope, when, **win,
+        )  # fmt: skip
+        names = ("reported", "registered", "open", "overdue", "escalated", "closed", "closed_on_time")
+        total = OverviewTotals(0, 0, 0, 0, 0, 0, 0)
+        children: list[OverviewChild] = []
+        stages: list[KeyCount] = []
+        categories: list[KeyCount] = []
+        for row in table.to_pylist():
+            t = OverviewTotals(*(int(row[k] or 0) for k in names))
+            g = row["g"]
+            if g == 7:
+                total = t
+            elif g == 3 and row["child"] is not None:  # child set: stage and category aggregated
+                children.append(OverviewChild(row["child"], t))
+            elif g == 5 and row["n"]:
+                stages.append(KeyCount(row["stage"], int(row["n"])))
+            elif g == 6 and row["n"] and row["category"] is not None:
+                categories.append(KeyCount(row["category"], int(row["n"])))
+        depts = self._scoped(
+            "SELECT unnest(CASE WHEN len(responsible_departments) > 0 THEN responsible_departments"
+            f" ELSE [origin_department] END) AS key, count(*) AS n FROM c WHERE {in_win} GROUP BY key",
+            scope, when, **win,
+        ).to_pylist()  # fmt: skip
+
+        def desc(xs: Iterable[KeyCount]) -> tuple[KeyCount, ...]:
+            return tuple(sorted(xs, key=lambda k: (-k.cases, k.key)))
+
+        return Overview(
+            scope=scope, window=window, now=when, position=self.position(), totals=total,
+            by_department=desc(KeyCount(r["key"], int(r["n"])) for r in depts),
+            by_stage=desc(stages), by_category=desc(categories),
+            children=tuple(sorted(children, key=lambda c: c.grid)),
+        )  # fmt: skip
+
+    def reporter(self, case_id: UUID) -> Reporter | None:
+        with self._cur() as cur:
+            rows = cur.execute(
+                "SELECT reporter_name, reporter_phone, reporter_id_number FROM case_reporters"
+                " WHERE case_id = ?",
+                [str(case_id)],
+            ).fetchall()  # fetch to the end: an unfinished result blocks the thread's cursor
+        return Reporter(*rows[0]) if rows else None
+
+    def event_position(self, case_id: UUID, event_id: str) -> int | None:
+        with self._cur() as cur:
+            rows = cur.execute(
+                "SELECT seq FROM events WHERE case_id = ? AND event_id = ?", [str(case_id), event_id]
+            ).fetchall()
+        return int(rows[0][0]) if rows else None
+
+    def events_after(self, position: int, limit: int = 1000) -> Sequence[EventRow]:
+        with self._cur() as cur:
+            table = cur.sql(
+                'SELECT seq AS position, case_id, version, type, "at", recorded_at, actor, department, grid,'
+                " category, stage_after, coalesce(note, reason) AS note FROM events"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                params=[position, limit],
+            ).to_arrow_table()
+        return _rows(table, EventRow)
+
+    def links(self, case_id: UUID) -> Sequence[LinkRow]:
+        with self._cur() as cur:
+            table = cur.sql(
+                'SELECT case_id, relation, target_id, target_department, "at" FROM case_links '
+                "WHERE case_id = $id ORDER BY seq",
+                params={"id": str(case_id)},
+            ).to_arrow_table()
+        return _rows(table, LinkRow)
+
+    @_consistent
+    def board(
+        self, scope: Scope = Scope(), now: datetime | None = None, window: Window | None = None
+    ) -> Board:
+        when = self._when(now)
+        table = self._scoped(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE is_open) AS open, "
+            "count(*) FILTER (WHERE overdue_now) AS overdue_open, "
+            "count(*) FILTER (WHERE is_open AND escalations > 0) AS escalated_open, "
+            "count(*) FILTER (WHERE is_open AND suspended_since IS NOT NULL) AS suspended_open, "
+            "(SELECT list({'stage': stage, 'cases': n} ORDER BY stage) FROM "
+            "  (SELECT stage, count(*) AS n FROM c GROUP BY stage)) AS by_stage FROM c",
+            scope, when,
+        )  # fmt: skip
+        row = table.to_pylist()[0]
+        stages = tuple(StageCount(s["stage"], int(s["cases"])) for s in row["by_stage"] or [])
+        indicators = tuple(self.indicators(scope, window, when)) if window is not None else ()
+        return Board(
+            scope=scope, now=when, position=self.position(), total_cases=int(row["total"]),
+            open_cases=int(row["open"]), overdue_open=int(row["overdue_open"]),
+            escalated_open=int(row["escalated_open"]), suspended_open=int(row["suspended_open"]),
+            by_stage=stages, indicators=indicators,
+        )  # fmt: skip
+
+    def rollup(
+        self, by: str = "grid", level: int | None = None, scope: Scope = Scope(), now: datetime | None = None
+    ) -> Sequence[RollupRow]:
+        flags = "is_open, overdue_now, escalations, closed_at"
+        if by == "grid":
+            source = (
+                f"SELECT unnest(grid_path) AS key, unnest(range(len(grid_path))) AS level, {flags} FROM c"
+            )
+        elif by == "department":
+            source = f"SELECT unnest(responsible_departments) AS key, 0 AS level, {flags} FROM c"
+        elif by == "origin":
+            source = f"SELECT origin_department AS key, 0 AS level, {flags} FROM c"
+        else:
+            raise ValueError(f"rollup by {by!r}: use grid, department or origin")
+        table = self._scoped(
+            f"SELECT key, level::INTEGER AS level, count(*) AS total, "
+            f"count(*) FILTER (WHERE is_open) AS open, "
+            f"count(*) FILTER (WHERE overdue_now) AS overdue_open, "
+            f"count(*) FILTER (WHERE is_open AND escalations > 0) AS escalated_open, "
+            f"count(*) FILTER (WHERE closed_at IS NOT NULL) AS closed "
+            f"FROM ({source}) WHERE ($level::INTEGER IS NULL OR level = $level::INTEGER) "
+            f"GROUP BY key, level ORDER BY level, key",
+            scope, now, level=level,
+        )  # fmt: skip
+        return _rows(table, RollupRow)
+
+    def overdue(
+        self, scope: Scope = Scope(), now: datetime | None = None, limit: int = 100
+    ) -> Sequence[CaseRow]:
+        table = self._scoped(
+            "SELECT *, true AS overdue FROM c WHERE overdue_now ORDER BY due, case_id LIMIT $limit",
+            scope, now, limit=limit,
+        )  # fmt: skip
+        return _rows(table, CaseRow)
+
+    def escalated(
+        self, scope: Scope = Scope(), now: datetime | None = None, limit: int = 100
+    ) -> Sequence[CaseRow]:
+        table = self._scoped(
+            "SELECT *, overdue_ever AS overdue FROM c WHERE is_open AND escalations > 0 "
+            "ORDER BY escalation_level DESC, updated_at, case_id LIMIT $limit",
+            scope, now, limit=limit,
+        )  # fmt: skip
+        return _rows(table, CaseRow)
+
+    def hotspots(
+        self, window: Window, scope: Scope = Scope(), level: int | None = None, limit: int = 20
+    ) -> Sequence[HotspotRow]:
+        table = self._scoped(
+            "SELECT CASE WHEN $level::INTEGER IS NULL THEN grid"
+            " ELSE grid_path[$level::INTEGER + 1] END AS grid,"
+            " category, count(*) AS cases FROM c "
+            "WHERE reported_at >= $since AND reported_at < $until AND grid IS NOT NULL "
+            "GROUP BY ALL HAVING grid IS NOT NULL ORDER BY cases DESC, grid, category LIMIT $limit",
+            scope, None, level=level, since=window.since or _EPOCH, until=window.until or _END, limit=limit,
+        )  # fmt: skip
+        return _rows(table, HotspotRow)
+
+    def indicators(
+        self, scope: Scope = Scope(), window: Window = Window(), now: datetime | None = None
+    ) -> Sequence[IndicatorValue]:
+        when = self._when(now)
+        parts = []
+        for ind in INDICATORS:
+            parts.append(f'({ind.numerator}) AS "{ind.key}__n"')
+            parts.append(f'({ind.denominator or "NULL"}) AS "{ind.key}__d"')
+        table = self._scoped(
+            "SELECT " + ", ".join(parts) + " FROM c", scope, when,
+            since=window.since or _EPOCH, until=min(window.until or _END, _END),
+        )  # fmt: skip
+        row = table.to_pylist()[0]
+        out = []
+        for ind in INDICATORS:
+            num, den = row[f"{ind.key}__n"], row[f"{ind.key}__d"]
+            if ind.denominator is None:
+                value = None if num is None else float(num)
+                out.append(IndicatorValue(ind.key, ind.name, ind.version, value, value, None, ind.unit))
+            else:
+                value = float(num) / float(den) if den else None
+                out.append(
+                    IndicatorValue(ind.key, ind.name, ind.version, value, float(num), float(den), ind.unit)
+                )
+        return out
+
+    def as_of(self, *, position: int | None = None, time: datetime | None = None) -> Snapshot:
+        """The read models as they stood after ``position`` or at recorded ``time`` (never writes)."""
+        return Snapshot.build(self._cursor_factory, position=position, time=time)
+
+
+class Snapshot(DuckDBReadModels):
+    """Read models as of a past position, in TEMP tables of one private cursor over the live file.
+
+    Why it is exact: ``events`` rows never change once projected, and every case row is a pure
+    function of its events, so re-deriving cases from ``events WHERE seq <= N`` reproduces what a
+    replay of the first N notifications would give.
+    """
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, position: int, at: datetime | None) -> None:
+        super().__init__(lambda: cur, lambda: position, shared_cursor=True, fixed_now=at)
+        self._snapshot_cur = cur
+
+    @classmethod
+    def build(
+        cls,
+        cursor_factory: Callable[[], duckdb.DuckDBPyConnection],
+        *,
+        position: int | None = None,
+        time: datetime | None = None,
+    ) -> Snapshot:
+        if (position is None) == (time is None):
+            raise ValueError("as_of needs exactly one of position= or time=")
+        cur = cursor_factory()
+        cur.execute("BEGIN TRANSACTION")  # one consistent MVCC snapshot while building
+        try:
+            db_row = cur.execute("SELECT current_database()").fetchone()
+            live = f'"{db_row[0] if db_row else "memory"}".main'  # temp tables shadow unqualified names
+            if position is None:
+                # what had been recorded by T: the longest prefix of the log recorded at or before T
+                row = cur.execute(
+                    f"SELECT coalesce((SELECT min(seq) - 1 FROM {live}.events WHERE recorded_at > $t),"
+                    f" (SELECT max(seq) FROM {live}.events), 0)",
+                    {"t": time},
+                ).fetchone()
+                position = int(row[0]) if row else 0
+            n = int(position)
+            # only what the part stream reads (derive_statements[:2]): its event types and columns;
+            # copying every column of every event up to N was most of an as-of's time
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE _hist AS SELECT case_id, seq, type, departments, department,"
+                f" passed FROM {live}.events WHERE seq <= {n} AND type IN ({_PART_INPUT})"
+            )
+            for statement in derive_statements("_hist")[:2]:  # parts only: the rest is stored per event
+                cur.execute(statement)
+            cur.execute(f"CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM {live}.events WHERE seq <= {n}")
+            cur.execute(case_rows_statement("temp.events", "_parts"))
+            cur.execute("DROP TABLE IF EXISTS temp.cases")
+            cur.execute("ALTER TABLE temp._case_rows RENAME TO cases")  # no copy of every case row
+            cur.execute(
+                "CREATE OR REPLACE TEMP TABLE case_links AS SELECT l.* EXCLUDE (concluded), "
+                f"(SELECT arg_max(e.outcome, e.seq) FROM {live}.events e WHERE e.seq <= "
+                f"{n} AND e.type = 'link_concluded' AND e.case_id = l.case_id AND e.target_id = l.target_id)"
+                f" AS concluded FROM {live}.case_links l WHERE l.seq <= {n}"
+            )
+            for temp in ("_hist", "_part_events", "_parts"):
+                cur.execute(f"DROP TABLE IF EXISTS {temp}")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            cur.close()
+            raise
+        return cls(cur, n, time)
+
+    def close(self) -> None:
+        self._snapshot_cur.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

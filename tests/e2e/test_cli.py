@@ -1,0 +1,128 @@
+"""The `hub` command as operators use it: real processes, real nats-server, a real store file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from hub import messages as m
+from ops.bootstrap import build_ledger
+from ops.natsd import free_port
+from tests.factories import case_history, event
+
+HUB = str(Path(sys.executable).parent / "hub")
+
+
+def run_hub(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HUB, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def test_help_documents_every_command() -> None:
+    out = run_hub("--help").stdout
+    for command in ("up", "intake", "publish", "dlq"):
+        assert command in out
+    dlq = run_hub("dlq", "--help").stdout
+    assert "list" in dlq and "replay" in dlq
+    up = run_hub("up", "--help").stdout
+    for flag in ("--data-dir", "--host", "--http-port", "--nats-port", "--no-demo"):
+        assert flag in up
+
+
+def test_explicit_nats_port_that_is_taken_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run_hub("up", "--data-dir", str(tmp_path), "--nats-port", str(port), "--no-demo")
+    assert result.returncode == 2
+    assert f"NATS port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "--nats-port" in result.stderr
+
+
+def test_bad_store_url_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_hub("up", "--data-dir", str(tmp_path), "--no-demo", env={"HUB_STORE_URL": "mysql://x/y"})
+    assert result.returncode == 2
+    assert "unsupported scheme 'mysql'" in result.stderr
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert leftover.stdout == "", "the embedded nats-server outlived a failed start"
+
+
+@pytest.mark.slow
+def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    nats_port, http_port = free_port(), free_port()
+    hub = subprocess.Popen(
+        [
+            HUB,
+            "up",
+            "--data-dir",
+            str(data),
+            "--nats-port",
+            str(nats_port),
+            "--http-port",
+            str(http_port),
+            "--no-demo",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        banner = ""
+        while "citybrain-hub is up" not in banner:
+            assert time.monotonic() < deadline and hub.poll() is None, banner
+            banner += hub.stdout.readline()  # type: ignore[union-attr]
+        assert (data / "nats.url").read_text().strip() == f"nats://127.0.0.1:{nats_port}"
+
+        events = tmp_path / "events.jsonl"
+        lines = [orjson.dumps(e) for e in case_history("CLI-1")]
+        bad = event("CLI-2", m.Action.REPORTED, data={"category": "01001"})  # no title
+        lines += [orjson.dumps(bad), b"{broken"]
+        events.write_bytes(b"\n".join(lines) + b"\n")
+        result = run_hub("publish", str(events), "--data-dir", str(data))  # finds the running hub's NATS
+        assert result.returncode == 1  # one unreadable line is reported, the rest is published
+        assert f"{events}:9: not published" in result.stderr
+        assert "8 accepted" in result.stdout
+
+        deadline = time.monotonic() + 30
+        while True:
+            listed = run_hub("dlq", "list", "--json", "--data-dir", str(data))
+            letters = [orjson.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+            if letters or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert [(lt["reason"], lt["field"]) for lt in letters] == [("schema", "data.title")]
+        table = run_hub("dlq", "list", "--data-dir", str(data)).stdout
+        assert "CITY_DLQ: 1 dead letters" in table and "data.title" in table
+
+        base = f"http://127.0.0.1:{http_port}"
+        ready = httpx.get(f"{base}/readyz", timeout=10).json()
+        assert ready["ready"] is True, ready
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert "hub_intake_applied_total 7" in metrics
+        assert 'hub_intake_dead_letters_total{reason="schema"} 1' in metrics
+        assert "hub_projector_lag_events" in metrics and 'hub_component_up{component="intake"} 1' in metrics
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        code = hub.wait(30)
+    assert code == 0
+    assert not (data / "nats.url").exists()
+    with pytest.raises(ConnectionRefusedError):  # the embedded nats-server was stopped with the hub
+        socket.create_connection(("127.0.0.1", nats_port), timeout=2).close()
+    ledger = build_ledger(f"sqlite:///{data / 'events.sqlite'}")
+    assert ledger.get_case(m.case_id_for("citymgmt-dcm", "CLI-1")).stage.value == "closed"

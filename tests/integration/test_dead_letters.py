@@ -1,0 +1,75 @@
+"""Dead letters keep their reason and are re-driven after the cause is fixed; a dead letter is removed
+only once its replay is applied, or replaced when the replay is dead-lettered again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from hub import messages as m
+from hub.config import DEFAULTS_DIR
+from hub.intake import IntakeSettings, read_dead_letters, replay_dead_letters
+from ops.bootstrap import build_ledger, connect_nats, start_intake
+from ops.natsd import EmbeddedNats
+from tests.factories import event
+from tests.support import eventually
+
+FAST = IntakeSettings(retry_delays_s=(0.2, 0.2, 0.3), ack_wait_s=0.3)
+
+
+async def test_replay_after_the_cause_is_fixed(
+    nats_server: EmbeddedNats, store_url: str, tmp_path: Path
+) -> None:
+    nc = await connect_nats(nats_server.url, "test")
+    js = nc.jetstream(timeout=10)
+    intake, task = await start_intake(nc, store_url, settings=FAST)
+    fire = event("F-1", m.Action.REPORTED, department="fire", source="fire-119")
+    orphan = event("O-1", m.Action.REGISTERED)  # its report has not been sent
+    await js.publish("city.fire.case.reported", orjson.dumps(fire))
+    await js.publish("city.citymgmt.case.registered", orjson.dumps(orphan))
+    await js.publish("city.citymgmt.case.reported", b"not json at all")
+
+    async def letters_count() -> int:
+        return len(await read_dead_letters(js))
+
+    await eventually(lambda: intake.stats.dead_lettered == 3, timeout=30)
+    letters = {lt.reason: lt for lt in await read_dead_letters(js)}
+    assert set(letters) == {"unknown_department", "not_found", "invalid_json"}
+    assert (
+        letters["not_found"].deliveries == 4
+        and letters["not_found"].subject == "city.citymgmt.case.registered"
+    )
+    intake.stop()
+    await task
+
+    # Fix the causes: configure the fire department, and send the missing report.
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "departments.toml").write_text(
+        (DEFAULTS_DIR / "departments.toml").read_text()
+        + '\n[departments.fire]\nname = "消防"\nname_en = "Fire and Rescue"\nkinds = ["case"]\n'
+    )
+    await js.publish("city.citymgmt.case.reported", orjson.dumps(event("O-1", m.Action.REPORTED)))
+    intake, task = await start_intake(nc, store_url, config_dir=config, settings=FAST)
+    try:
+        before = (await js.stream_info(m.STREAM)).state.last_seq
+        replayed = await replay_dead_letters(js)
+        assert len(replayed) == 3
+        await replay_dead_letters(js)  # running it twice re-drives each dead letter once (dedup ids)
+        assert (await js.stream_info(m.STREAM)).state.last_seq == before + 3
+        await eventually(lambda: intake.stats.replays_cleared >= 3, timeout=30)
+        remaining = await read_dead_letters(js)
+        # The two fixed ones are gone; the unparseable one was dead-lettered again, replacing the old.
+        assert [lt.reason for lt in remaining] == ["invalid_json"]
+        assert remaining[0].replay_of == str(letters["invalid_json"].seq)
+        assert remaining[0].seq > max(lt.seq for lt in letters.values())
+        assert await letters_count() == 1
+    finally:
+        intake.stop()
+        await task
+        await nc.close()
+
+    ledger = build_ledger(store_url)
+    assert ledger.get_case(m.case_id_for("fire-119", "F-1")).origin_department == "fire"
+    assert ledger.get_case(m.case_id_for("citymgmt-dcm", "O-1")).stage.value == "registered"

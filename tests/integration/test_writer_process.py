@@ -1,0 +1,92 @@
+"""The store-writer process over its pipelined pipe: batches in order, blocking calls from another
+thread while the event loop owns the pipe, a writer killed mid-stream is restarted and the batch in
+flight fails (it would be redelivered), nothing applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hub import messages as m
+from hub.application import Verdict
+from hub.audit.chain import AuditChain
+from hub.config import load_catalogue
+from ops.bootstrap import build_ledger
+from ops.writer import RemoteLedger, WriterError
+from tests.factories import LIFECYCLE, event
+
+
+def _valids(prefix: str, cases: int) -> list[m.Valid]:
+    catalogue = load_catalogue()
+    out: list[m.Valid] = []
+    for step, action in enumerate(LIFECYCLE[:3]):
+        for i in range(cases):
+            result = m.validate(orjson.dumps(event(f"{prefix}{i:04d}", action, n=step)), catalogue)
+            assert isinstance(result, m.Valid)
+            out.append(result)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_pipelined_batches_blocking_calls_and_a_killed_writer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    valids = _valids("P", 200)
+    batches = [valids[i : i + 100] for i in range(0, len(valids), 100)]
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            # Every batch submitted at once: the writer applies them in submission order.
+            results = await asyncio.gather(*(ledger.submit_batch(b) for b in batches))
+            assert [o.verdict for r in results for o in r] == [Verdict.APPLIED] * len(valids)
+            # A blocking call from another thread goes through the loop's pipe, in order.
+            assert await asyncio.to_thread(ledger.breach_events, datetime(2000, 1, 1, tzinfo=UTC)) == []
+            again = await ledger.submit_batch(batches[0])
+            assert {o.verdict for o in again} == {Verdict.DUPLICATE}
+
+            assert ledger._process is not None
+            os.kill(ledger._process.pid, signal.SIGKILL)
+            ledger._process.join(10)
+            with pytest.raises(WriterError):
+                await ledger.submit_batch(_valids("Q", 50)[:50])
+            # The next batch restarts the writer; the store is intact.
+            later = _valids("R", 50)
+            outcomes = await ledger.submit_batch(later[:50])
+            assert {o.verdict for o in outcomes} == {Verdict.APPLIED}
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
+    store = build_ledger(url)
+    assert store.recorder.max_notification_id() == len(valids) + 50
+    # The audit chain follower (its own process) chained everything before it stopped.
+    chain = AuditChain(store.recorder)
+    assert chain.head().count == len(valids) + 50
+    assert chain.verify().ok
+
+
+@pytest.mark.timeout(60)
+def test_the_chain_follows_while_the_writer_records(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    valids = _valids("F", 100)
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            await ledger.submit_batch(valids)
+            reader = build_ledger(url)
+            for _ in range(200):  # within a few of the follower's intervals
+                if AuditChain(reader.recorder).head().count == len(valids):
+                    break
+                await asyncio.sleep(0.05)
+            assert AuditChain(reader.recorder).head().count == len(valids)
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
