@@ -6,6 +6,10 @@ connector), so anything published twice is dropped by JetStream's dedup window a
 idempotent receiver; and a **checkpoint file** records how many rows were fully acknowledged, so
 a restart skips them instead of re-sending the whole file. The checkpoint is written (atomically,
 via rename) only after every event of a chunk is acknowledged, so it never runs ahead of the stream.
+
+Rejected rows go to ``<checkpoint>.rejects.jsonl``, written (and fsynced) *before* the checkpoint
+that covers them; the checkpoint records the report's length, and a resume cuts the report back to
+that length. So a kill at any instant leaves each rejected row listed exactly once.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Checkpoint:
     connector: str
     rows_done: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    rejects_bytes: int = 0
 
     @classmethod
     def open(cls, path: Path, data: Path, connector: str) -> Checkpoint:
@@ -126,6 +131,11 @@ def default_checkpoint(data: Path, connector: str, state_dir: Path) -> Path:
     return state_dir / f"{data.name}.{connector}.checkpoint.json"
 
 
+def rejects_path_for(checkpoint_path: Path) -> Path:
+    """Where the per-row rejection report of an import lives (next to its checkpoint)."""
+    return checkpoint_path.with_suffix(".rejects.jsonl")
+
+
 async def import_file(
     connector: Connector,
     data: Path,
@@ -138,9 +148,15 @@ async def import_file(
     """Import ``data`` from its checkpoint on; ``on_chunk(rows_done, results)`` after each chunk.
 
     Result indexes are 0-based data-row numbers (row 1 of a CSV is its first line after the header).
+    Rejections are appended to :func:`rejects_path_for` ``(checkpoint_path)`` as JSON lines
+    ``{"row", "field", "error"}`` with 1-based row numbers.
     """
     fmt = detect_format(data)
     cp = Checkpoint.open(checkpoint_path, data, connector.name)
+    report = rejects_path_for(checkpoint_path)
+    with report.open("ab") as fh:
+        # Lines past the checkpoint belong to a chunk that was never confirmed: it is re-sent.
+        fh.truncate(cp.rejects_bytes)
     rows: list[Any] = []
 
     async def flush() -> None:
@@ -152,6 +168,7 @@ async def import_file(
                 )
         for result in results:
             cp.counts[result.status] = cp.counts.get(result.status, 0) + 1
+        cp.rejects_bytes = _append_rejects(report, results)
         cp.rows_done += len(rows)
         cp.save(checkpoint_path)
         rows.clear()
@@ -166,6 +183,21 @@ async def import_file(
         await flush()
     cp.save(checkpoint_path)
     return cp
+
+
+def _append_rejects(report: Path, results: list[RecordResult]) -> int:
+    """Append a chunk's rejections durably; the report's new length goes into the checkpoint."""
+    lines = b"".join(
+        orjson.dumps({"row": r.index + 1, "field": r.field, "error": r.error}) + b"\n"
+        for r in results
+        if r.status == "rejected"
+    )
+    with report.open("ab") as fh:
+        if lines:
+            fh.write(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return fh.tell()
 
 
 def _unwrap(row: Any) -> Any:

@@ -18,13 +18,13 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from nats.js import JetStreamContext
-from rich.console import Console
 from rich.table import Table
 
 from hub import messages as m
 from hub.intake import IntakeSettings, ensure_streams, read_dead_letters, replay_dead_letters
 from ops.bootstrap import connect_nats, start_intake
 from ops.cluster import stream_settings_for
+from ops.console import console, err
 from ops.logs import setup_logging
 from ops.natsd import NatsStartError
 from ops.runtime import HubRuntime, RuntimeOptions
@@ -40,8 +40,6 @@ dlq_app = typer.Typer(
     help="Dead letters (死信): events the hub could not apply, with the reason.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
-console = Console(soft_wrap=True)  # messages stay one line each: operators grep them
-err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,

@@ -20,15 +20,13 @@ from uuid import UUID
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from hub.audit import AccessLog, AuditChain, Head, case_history, read_access
+from ops.console import console, err
 from ops.settings import Settings
 
 log = logging.getLogger("hub.audit")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 ANCHOR_BUCKET = "HUB_AUDIT"
 """NATS KV bucket holding the anchored chain heads (history kept: each put is a notarised point)."""

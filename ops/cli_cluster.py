@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ops.cluster import NatsCluster
+from ops.console import console, err
 from ops.natsd import NatsStartError
 from ops.settings import Settings
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 ClusterDir = Annotated[
     Path | None,

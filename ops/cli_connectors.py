@@ -16,13 +16,10 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ops.console import console, err
 from ops.settings import Settings
-
-console = Console()
-err = Console(stderr=True)
 
 
 def _duration(text: str) -> timedelta:
@@ -86,7 +83,13 @@ def register(app: typer.Typer) -> None:
         rows published twice are deduplicated by their stable event ids.
         """
         from connectors import registry
-        from connectors.importer import count_rows, default_checkpoint, detect_format, import_file
+        from connectors.importer import (
+            count_rows,
+            default_checkpoint,
+            detect_format,
+            import_file,
+            rejects_path_for,
+        )
         from connectors.publisher import publish_events
         from connectors.tabular import MappingError
 
@@ -103,7 +106,7 @@ def register(app: typer.Typer) -> None:
         cp_path.parent.mkdir(parents=True, exist_ok=True)
         if restart:
             cp_path.unlink(missing_ok=True)
-        rejects_path = cp_path.with_suffix(".rejects.jsonl")
+        rejects_path = rejects_path_for(cp_path)
         total = count_rows(file, fmt)
         shown = 0
 
@@ -123,21 +126,15 @@ def register(app: typer.Typer) -> None:
                 disable=quiet,
             )
             try:
-                with progress, rejects_path.open("ab") as rejects:
+                with progress:
                     task = progress.add_task("rows", total=total)
 
                     def on_chunk(done: int, results: list[Any]) -> None:
                         nonlocal shown
                         for r in results:
-                            if r.status == "rejected":
-                                rejects.write(
-                                    orjson.dumps({"row": r.index + 1, "field": r.field, "error": r.error})
-                                    + b"\n"
-                                )
-                                if shown < 20:
-                                    err.print(f"row {r.index + 1}: {r.error}")
-                                    shown += 1
-                        rejects.flush()
+                            if r.status == "rejected" and shown < 20:
+                                err.print(f"row {r.index + 1}: {r.error}")
+                                shown += 1
                         progress.update(task, completed=done)
 
                     return await import_file(conn, file, publish, cp_path, chunk=chunk, on_chunk=on_chunk)

@@ -15,14 +15,11 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ops.console import console, err
 from ops.settings import Settings
-
-console = Console()
-err = Console(stderr=True)
 
 DataDir = Annotated[
     Path | None,
