@@ -35,9 +35,9 @@ def server_binary() -> Path:
     )
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: its own session (a terminal's Ctrl-C reaches only the hub, which
-    stops the server in order) and SIGTERM when the hub process dies, even by SIGKILL (Linux)."""
+def exit_with_parent() -> None:
+    """In a child process: SIGTERM when the hub process dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG), so no server or helper process outlives it."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -66,7 +66,7 @@ def launch_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,  # only prctl: fork-safe
+            preexec_fn=exit_with_parent if die_with_parent else None,  # only prctl: fork-safe
         )
     if not wait_for_port(port, host, timeout):
         code = process.poll()

@@ -12,6 +12,9 @@ validated, in their compact pre-parsed form (``hub.messages.WireEvent``: the wri
 without re-parsing JSON, keeping the sources' time zones); outcomes come back as (verdict, case id,
 detail). A failure inside the writer is reported, not
 fatal; a writer that dies is restarted on the next batch (that batch fails and is redelivered).
+
+The sha256 audit chain is extended by a sibling process, :mod:`ops.chain_follower`, started and
+stopped with the writer: chaining no longer takes the writer's turns (ADR 0005).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import signal
 import socket
 import struct
 import threading
-import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
@@ -39,6 +41,7 @@ import msgspec
 
 from hub import messages as m
 from hub.application import Outcome, Verdict
+from ops.chain_follower import ChainFollower
 
 log = logging.getLogger(__name__)
 
@@ -77,34 +80,25 @@ class WriterError(RuntimeError):
 
 def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
     """The child: build the ledger, then answer requests until the pipe closes."""
-    from hub.audit.chain import follower as audit_follower
     from ops.bootstrap import build_ledger
+    from ops.natsd import exit_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the intake stops us
+    exit_with_parent()  # a SIGKILLed intake leaves no writer behind
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s writer %(name)s: %(message)s")
     encoder = msgspec.msgpack.Encoder()
     decoder: msgspec.msgpack.Decoder[_Request] = msgspec.msgpack.Decoder(_Request)
     try:
         ledger = build_ledger(store_url, config_dir=Path(config_dir) if config_dir else None)
-        chain_batch = audit_follower(ledger.recorder)  # issue 8: the sha256 audit chain
     except Exception as exc:
         conn.send_bytes(encoder.encode(_Failed(f"cannot open the event store: {exc}")))
         return
     _tune_gc()
     conn.send_bytes(encoder.encode(_Ready()))
-    unchained = False
-    last_chained = time.monotonic()
     while True:
-        # The audit chain is extended at most every CHAIN_EVERY_S while batches keep coming, and at
-        # once when the pipe goes quiet: one chain commit per many batches instead of one each.
-        if unchained and not conn.poll(CHAIN_IDLE_S):
-            chain_batch()
-            unchained, last_chained = False, time.monotonic()
         try:
             request = decoder.decode(conn.recv_bytes())
         except (EOFError, OSError):
-            if unchained:
-                chain_batch()
             return  # the intake is gone (stopped or killed): nothing is in flight here
         reply: _Reply
         try:
@@ -120,17 +114,7 @@ def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
             conn.send_bytes(encoder.encode(reply))
         except (BrokenPipeError, OSError):
             return
-        if isinstance(reply, _Applied):
-            unchained = True
-            if time.monotonic() - last_chained >= CHAIN_EVERY_S:
-                chain_batch()  # after the reply: overlaps with the intake's acks (ADR 0005)
-                unchained, last_chained = False, time.monotonic()
 
-
-CHAIN_EVERY_S = 0.5
-"""Longest time the audit chain trails committed batches while the intake is busy."""
-CHAIN_IDLE_S = 0.2
-"""A pipe quiet this long means the burst is over: chain what is left."""
 
 GC_THRESHOLDS = (50_000, 20, 100)
 """The writer's cyclic-GC thresholds (defaults 700, 10, 10); see :func:`_tune_gc`."""
@@ -256,6 +240,13 @@ class RemoteLedger:
         self._attaching: asyncio.Lock | None = None
         self._slow_path = 0  # requests waiting for the pipe to be (re)attached: keep them in order
         self._start()
+        # The audit chain is extended beside the writer, not in its turn (ops/chain_follower.py).
+        self._chain = ChainFollower(store_url, config_dir)
+        try:
+            self._chain.start()
+        except RuntimeError:
+            self.close()
+            raise
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -328,6 +319,7 @@ class RemoteLedger:
         with self._lock:
             self._stop_process()
             self._start()
+        self._chain.ensure_running()
 
     def _detach(self) -> None:
         if self._sock is not None:
@@ -385,6 +377,7 @@ class RemoteLedger:
         return [Outcome(Verdict(verdict), case_id, detail) for verdict, case_id, detail in reply.outcomes]
 
     def breach_events(self, now: datetime) -> list[dict[str, Any]]:
+        self._chain.ensure_running()  # the SLA watcher calls this regularly, off the event loop
         reply = self._call(_Breaches(now))
         assert isinstance(reply, _BreachList)
         return reply.events
@@ -427,3 +420,6 @@ class RemoteLedger:
         self._channel = self._sock = None
         self._loop = None
         self._stop_process()
+        chain = getattr(self, "_chain", None)
+        if chain is not None:
+            chain.stop()  # after the writer: the chain then covers every committed batch

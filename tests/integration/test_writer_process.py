@@ -90,3 +90,30 @@ def test_the_chain_follows_while_the_writer_records(tmp_path: Path) -> None:
             ledger.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(90)
+def test_a_dead_chain_follower_is_restarted_and_catches_up(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    valids = _valids("C", 100)
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            await ledger.submit_batch(valids[:50])
+            follower = ledger._chain._process
+            assert follower is not None
+            os.kill(follower.pid, signal.SIGKILL)
+            follower.join(10)
+            await ledger.submit_batch(valids[50:])  # recorded while no follower runs
+            # The SLA watcher's regular call (off the loop) notices and restarts it.
+            await asyncio.to_thread(ledger.breach_events, datetime(2000, 1, 1, tzinfo=UTC))
+            assert ledger._chain._process is not None and ledger._chain._process.is_alive()
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
+    store = build_ledger(url)  # keep a reference: a collected application closes its pool
+    chain = AuditChain(store.recorder)
+    assert chain.head().count == len(valids)
+    assert chain.verify().ok
