@@ -41,13 +41,22 @@ class Published:
 
 
 def route(event: dict[str, Any]) -> str:
-    """The subject for a canonical event (``city.<department>.<kind>.<action>``)."""
+    """The subject for a canonical event: ``city.<department>.<kind>.<action>.<casekey>``.
+
+    The fifth token, the case key (ADR 0006), lets the stream put every event of one case in the
+    same partition, so several intake workers share the city while each case stays in order. An
+    event that does not name its case (no source/caseref, a malformed caseid) keeps the 4-token
+    subject: the intake still receives it and dead-letters it with the exact schema error.
+    """
     department, type_ = event.get("department"), event.get("type")
     if not isinstance(department, str) or not department:
         raise ValueError("field 'department' is missing or empty")
     if not isinstance(type_, str) or type_.count(".") != 1:
         raise ValueError("field 'type' must be '<kind>.<action>', e.g. 'incident.reported'")
-    return f"{m.SUBJECT_PREFIX}.{department}.{type_}"
+    key = m.case_key_of(event)
+    if key is None:
+        return f"{m.SUBJECT_PREFIX}.{department}.{type_}"
+    return f"{m.SUBJECT_PREFIX}.{department}.{type_}.{key}"
 
 
 async def publish_events(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -50,6 +51,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
@@ -59,6 +61,22 @@ from hub.application import Outcome, Verdict
 log = logging.getLogger(__name__)
 
 DURABLE = "intake"
+"""The legacy durable (4-token subjects, and everything not partitioned); partition *k*'s durable
+is ``intake-p<k>`` (ADR 0006)."""
+PARTITIONS = m.PARTITIONS
+PARTITION_TRANSFORM = SubjectTransform(
+    src=f"{m.SUBJECT_PREFIX}.*.*.*.*",
+    dest=f"{m.SUBJECT_PREFIX}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{{{{wildcard(4)}}}}"
+    f".{{{{partition({PARTITIONS},4)}}}}",
+)
+"""``city.d.k.a.<casekey>`` is stored as ``city.d.k.a.<casekey>.<partition>``: the server, not each
+publisher, computes the partition (nats-server ≥ 2.10 stream subject transform)."""
+LEGACY_FILTERS = tuple(
+    f"{m.SUBJECT_PREFIX}.{tail}" for tail in ("*", "*.*", "*.*.*", "*.*.*.*", "*.*.*.*.*.>")
+)
+"""What the legacy durable takes: every stored subject except the partitioned six-token ones, so
+4-token events keep working and malformed subjects still reach the intake and are dead-lettered
+(5-token ones are stored untransformed only if published before the transform existed)."""
 PIPELINE = 2
 """Batches handed to the writer before the oldest is settled (more only adds latency)."""
 T = TypeVar("T")
@@ -98,6 +116,7 @@ def city_stream_config(s: StreamSettings) -> StreamConfig:
         name=m.STREAM,
         description="citybrain-hub canonical department events (city.<department>.<kind>.<action>)",
         subjects=[f"{m.SUBJECT_PREFIX}.>"],
+        subject_transform=PARTITION_TRANSFORM,
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
@@ -116,12 +135,19 @@ def dlq_stream_config(s: StreamSettings) -> StreamConfig:
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         duplicate_window=s.duplicate_window_s,
+        # The server's defaults, stated: left unset they read back as 0 / -1 and every start of
+        # every worker would "update" the stream.
+        max_age=0.0,
+        max_bytes=-1,
         num_replicas=s.replicas,
     )
 
 
 async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None = None) -> None:
-    """Create the streams, or bring an existing one to the wanted configuration (idempotent)."""
+    """Create the streams, or bring an existing one to the wanted configuration (idempotent).
+
+    An existing ``CITY`` stream of an earlier version gains the partition transform here; what it
+    stored before keeps its subjects and is taken by the legacy durable."""
     settings = settings or StreamSettings()
     for config in (city_stream_config(settings), dlq_stream_config(settings)):
         try:
@@ -133,6 +159,7 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None =
         current = info.config
         if (
             current.subjects != config.subjects
+            or current.subject_transform != config.subject_transform
             or current.duplicate_window != config.duplicate_window
             or current.max_age != config.max_age
             or current.max_bytes != config.max_bytes
@@ -157,8 +184,13 @@ class IntakeSettings:
     ack_wait_s: float = 30.0
     """How long JetStream waits for an ack before redelivering (e.g. after an intake crash)."""
     max_ack_pending: int = 20_000
+    """Per durable."""
     durable: str = DURABLE
-    filter_subject: str = f"{m.SUBJECT_PREFIX}.>"
+    """Name of the legacy durable, and the stem of the partitions' (``<durable>-p<k>``)."""
+    worker: int = 0
+    """This worker's number, 0 ≤ worker < workers: it pulls the partitions k ≡ worker (mod workers);
+    worker 0 also pulls the legacy durable. ``hub up`` is worker 0 of 1 (every partition)."""
+    workers: int = 1
     tune_gc: bool = True
     """Freeze the startup heap and make cyclic GC rarer in this process (see :func:`tune_gc`)."""
     direct_delivery: bool = True
@@ -176,6 +208,45 @@ class IntakeSettings:
             )
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
+        if not 1 <= self.workers <= PARTITIONS:
+            raise ValueError(
+                f"--workers must be between 1 and {PARTITIONS} (the stream's case partitions), "
+                f"not {self.workers}: more workers than partitions would have nothing to do"
+            )
+        if not 0 <= self.worker < self.workers:
+            raise ValueError(
+                f"--worker must be between 0 and {self.workers - 1} for {self.workers} workers, "
+                f"not {self.worker} (workers are numbered from 0)"
+            )
+
+    @property
+    def partitions(self) -> tuple[int, ...]:
+        """The partitions this worker pulls (see :func:`assigned_partitions`)."""
+        return assigned_partitions(self.worker, self.workers)
+
+    def consumers(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(durable, filter subjects) of every consumer this worker pulls from, legacy first."""
+        plan = [(self.durable, LEGACY_FILTERS)] if self.worker == 0 else []
+        for k in self.partitions:
+            plan.append((partition_durable(self.durable, k), (partition_filter(k),)))
+        return plan
+
+
+def assigned_partitions(worker: int, workers: int, partitions: int = PARTITIONS) -> tuple[int, ...]:
+    """Worker ``worker`` of ``workers`` owns the partitions k ≡ worker (mod workers).
+
+    Why a fixed rule and not a negotiation: the partitions' durables keep their positions whoever
+    pulls them, so scaling from 1 to 3 workers (restart each with its number) moves no position
+    and loses nothing; each worker knows its share from two numbers."""
+    return tuple(k for k in range(partitions) if k % workers == worker)
+
+
+def partition_durable(stem: str, k: int) -> str:
+    return f"{stem}-p{k}"
+
+
+def partition_filter(k: int) -> str:
+    return f"{m.SUBJECT_PREFIX}.*.*.*.*.{k}"
 
 
 @dataclass
@@ -195,17 +266,23 @@ class IntakeStats:
 
 
 async def ensure_consumer(js: JetStreamContext, settings: IntakeSettings) -> None:
-    config = ConsumerConfig(
-        durable_name=settings.durable,
-        description="citybrain-hub intake: applies canonical events to the event store",
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
-        max_deliver=-1,  # the intake counts deliveries itself and dead-letters with a reason
-        max_ack_pending=settings.max_ack_pending,
-        filter_subject=settings.filter_subject,
-    )
-    await js.add_consumer(m.STREAM, config)  # creates, or updates an existing durable's settings
+    """Create this worker's durables, or update existing ones in place (positions are kept).
+
+    An earlier version's single durable ``intake`` (filter ``city.>``) becomes the legacy durable
+    here: re-filtered, it keeps its position and takes what it had not yet consumed."""
+    for durable, filters in settings.consumers():
+        config = ConsumerConfig(
+            durable_name=durable,
+            description="citybrain-hub intake: applies canonical events to the event store",
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=settings.ack_wait_s,
+            max_deliver=-1,  # the intake counts deliveries itself and dead-letters with a reason
+            max_ack_pending=settings.max_ack_pending,
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=list(filters) if len(filters) > 1 else None,
+        )
+        await js.add_consumer(m.STREAM, config)  # creates, or updates an existing durable's settings
 
 
 # --------------------------------------------------------------------------- the intake
@@ -216,6 +293,18 @@ class _Prepared:
     valids: list[m.Valid]
     letters: list[_Letter]
     started: float
+
+
+@dataclass(slots=True, eq=False)
+class _Pull:
+    """One durable this worker pulls from: its own inbox, and how much of its request is still due."""
+
+    durable: str
+    next_subject: str
+    """``$JS.API.CONSUMER.MSG.NEXT.CITY.<durable>``"""
+    inbox: str = ""
+    outstanding: int = 0
+    deadline: float = 0.0
 
 
 @dataclass(slots=True)
@@ -322,9 +411,10 @@ class Intake:
         self.stats = IntakeStats()
         self._buffer: deque[Msg] = deque()
         self._arrived = asyncio.Event()
-        self._outstanding = 0
-        self._request_deadline = 0.0
-        self._inbox = ""
+        self._pulls = [
+            _Pull(durable, f"$JS.API.CONSUMER.MSG.NEXT.{m.STREAM}.{durable}")
+            for durable, _ in self.settings.consumers()
+        ]
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._stopping = asyncio.Event()
         self.on_committed: Callable[[], None] | None = None
@@ -335,19 +425,24 @@ class Intake:
         self._in_store = 0
         self._store_busy_since: float | None = None
 
-    # ------------------------------------------------------------------ receiving
-    async def _on_msg(self, msg: Msg) -> None:
-        self._receive(msg)
+    @property
+    def durables(self) -> list[str]:
+        """The durable consumers this worker pulls from (its partitions, and the legacy one on 0)."""
+        return [pull.durable for pull in self._pulls]
 
-    def _on_raw(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        """A message of our inbox as nats-py's parser hands it over (direct delivery)."""
+    # ------------------------------------------------------------------ receiving
+    def _on_raw(
+        self, pull: _Pull, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        """A message of one pull's inbox as nats-py's parser hands it over (direct delivery)."""
         if not reply:
             # Only the server's status messages come without a reply subject here (408 request
             # expired, 409 leadership change / limits): the pull request has ended.
-            self._outstanding = 0
+            pull.outstanding = 0
             self._arrived.set()
             return
         self._receive(
+            pull,
             Msg(
                 self.nc,
                 subject.decode(),
@@ -355,30 +450,42 @@ class Intake:
                 data,
                 _parse_headers(headers) if headers else None,
                 _sid=sid,
-            )
+            ),
         )
 
-    def _receive(self, msg: Msg) -> None:
+    def _receive(self, pull: _Pull, msg: Msg) -> None:
         if msg.headers and "Status" in msg.headers and not msg.reply:
             # 408 request expired, 409 leadership change / limits: the pull request has ended.
-            self._outstanding = 0
+            pull.outstanding = 0
             self._arrived.set()
             return
-        self._outstanding -= 1
+        pull.outstanding -= 1
         buffered = len(self._buffer) + 1
         self._buffer.append(msg)
         # Wake the collector only when it matters: first message, a full batch, request fulfilled.
-        if buffered == 1 or buffered >= self.settings.batch_size or self._outstanding <= 0:
+        if buffered == 1 or buffered >= self.settings.batch_size or pull.outstanding <= 0:
             self._arrived.set()
 
-    async def _request(self) -> None:
+    async def _request(self, pull: _Pull) -> None:
         settings = self.settings
         body = orjson.dumps({"batch": settings.batch_size, "expires": int(settings.expires_s * 1e9)})
-        await self.nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{m.STREAM}.{settings.durable}", body, reply=self._inbox
-        )
-        self._outstanding = settings.batch_size
-        self._request_deadline = time.monotonic() + settings.expires_s + 0.5
+        await self.nc.publish(pull.next_subject, body, reply=pull.inbox)
+        pull.outstanding = settings.batch_size
+        pull.deadline = time.monotonic() + settings.expires_s + 0.5
+
+    async def _request_due(self) -> None:
+        """A new pull request to every durable whose last one is fulfilled or expired, unless a
+        batch is already waiting: with each request at most one batch, the buffer stays below
+        (1 + durables) batches however the load is spread over the partitions."""
+        if len(self._buffer) >= self.settings.batch_size:
+            return
+        now = time.monotonic()
+        for pull in self._pulls:
+            if pull.outstanding <= 0 or now > pull.deadline:
+                await self._request(pull)
+
+    def _awaiting(self) -> bool:
+        return any(pull.outstanding > 0 for pull in self._pulls)
 
     async def _wait_arrival(self, timeout: float, commit: asyncio.Future[Any] | None = None) -> None:
         """Sleep until messages arrive, the in-flight commit completes, or ``timeout``."""
@@ -399,15 +506,14 @@ class Intake:
         while not self._buffer:
             if self._stopping.is_set() or (commit is not None and commit.done()):
                 return []
-            if self._outstanding <= 0 or time.monotonic() > self._request_deadline:
-                await self._request()
+            await self._request_due()
             await self._wait_arrival(settings.expires_s, commit)
-        if len(self._buffer) < settings.batch_size and self._outstanding > 0:
+        if len(self._buffer) < settings.batch_size and self._awaiting():
             await self._wait_arrival(settings.linger_s)
         count = min(len(self._buffer), settings.batch_size)
         batch = [self._buffer.popleft() for _ in range(count)]
-        if self._outstanding <= 0 and not self._stopping.is_set():
-            await self._request()  # the next batch streams in while this one is committed
+        if not self._stopping.is_set():
+            await self._request_due()  # the next batch streams in while this one is committed
         return batch
 
     # ------------------------------------------------------------------ processing
@@ -509,11 +615,15 @@ class Intake:
         for letter in letters:
             meta = letter.msg.metadata
             original_id = (letter.msg.headers or {}).get("Nats-Msg-Id", "")
+            # Filed under the subject as published (without the server's partition token): a
+            # replay is then partitioned again by the stream, and a publisher waiting for its
+            # event's fate (GraphQL mutations) listens on dlq.<the subject it published on>.
+            subject = m.public_subject(letter.msg.subject)
             headers = {
                 m.H_REASON: letter.reason.value,
                 m.H_FIELD: letter.field,
                 m.H_DETAIL: letter.detail[:2000],
-                m.H_SUBJECT: letter.msg.subject,
+                m.H_SUBJECT: subject,
                 m.H_SEQ: str(meta.sequence.stream),
                 m.H_DELIVERIES: str(meta.num_delivered),
                 m.H_MSG_ID: original_id,
@@ -526,7 +636,7 @@ class Intake:
                 headers[m.H_REPLAY_OF] = replay_of
             publishes.append(
                 self.js.publish(
-                    m.dlq_subject_for(letter.msg.subject),
+                    m.dlq_subject_for(subject),
                     letter.msg.data,
                     headers=headers,
                     stream=m.DLQ_STREAM,
@@ -570,10 +680,24 @@ class Intake:
         await ensure_consumer(self.js, self.settings)
         if self.settings.tune_gc:
             tune_gc()
-        self._inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=200_000)
-        unroute = _route_directly(self.nc, sub, self._on_raw) if self.settings.direct_delivery else None
-        log.info("intake consuming %s with durable %s", m.STREAM, self.settings.durable)
+        subs: list[Any] = []
+        unroutes: list[Callable[[], None]] = []
+        for pull in self._pulls:
+            pull.inbox = self.nc.new_inbox()
+
+            async def on_msg(msg: Msg, pull: _Pull = pull) -> None:
+                self._receive(pull, msg)
+
+            sub = await self.nc.subscribe(pull.inbox, cb=on_msg, pending_msgs_limit=200_000)
+            subs.append(sub)
+            if self.settings.direct_delivery:
+                unroute = _route_directly(self.nc, sub, functools.partial(self._on_raw, pull))
+                if unroute is not None:
+                    unroutes.append(unroute)
+        log.info(
+            "intake worker %d of %d consuming %s with durables %s",
+            self.settings.worker, self.settings.workers, m.STREAM, ", ".join(self.durables),
+        )  # fmt: skip
         # Up to PIPELINE batches are with the writer at once (it applies them in order): while it
         # records one, the next is already pulled and validated, and the previous one is acked.
         pending: deque[tuple[_Prepared, asyncio.Future[list[Outcome]]]] = deque()
@@ -590,10 +714,11 @@ class Intake:
                     prepared = self._prepare(batch)
                     pending.append((prepared, self._apply(prepared)))
         finally:
-            if unroute is not None:
+            for unroute in unroutes:
                 unroute()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             self._writer.shutdown(wait=True)
             if self.settings.tune_gc:
                 # Give the frozen heap back to the collector, so native extensions (DuckDB's types)

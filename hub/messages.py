@@ -38,6 +38,10 @@ DLQ_STREAM = "CITY_DLQ"
 DLQ_PREFIX = "dlq"
 COMMAND_DEPARTMENT = "command"
 """Pseudo-department of the command centre: operator actions enter as ``city.command.case.*``."""
+PARTITIONS = 12
+"""Case partitions (案件分区) of the ``CITY`` stream (ADR 0006). Fixed for the life of a deployment:
+a case's partition is its key's hash modulo this number, so changing it would move cases between
+partitions while their earlier events still wait in the old ones. Workers come and go; this stays."""
 
 CASE_NAMESPACE = uuid.UUID("6f1c3a52-6a8e-5b43-9d1e-2f4c1b7e8a90")
 """Namespace of the deterministic case id; never change it (every stored case id depends on it)."""
@@ -391,11 +395,13 @@ def validate(raw: bytes | str, catalogue: Catalogue, subject: str | None = None)
             "type",
             f"{env.department} has no record kind {env.kind!r}; configured: {', '.join(sorted(kinds))}",
         )
-    if subject is not None and subject != env.nats_subject:
+    case_id = env.case_id
+    if subject is not None and subject != env.nats_subject and not _keyed_as(subject, env, case_id):
         return Invalid(
             Reason.SUBJECT_MISMATCH,
             "type",
-            f"published on {subject!r} but the event says {env.nats_subject!r}",
+            f"published on {subject!r} but the event says {env.nats_subject!r}, optionally followed "
+            f"by its case key .{case_key(case_id)} (ADR 0006)",
         )
     if env.department == COMMAND_DEPARTMENT and env.caseid is None:
         return Invalid(Reason.SCHEMA, "caseid", "operator commands must name the hub case id")
@@ -404,7 +410,7 @@ def validate(raw: bytes | str, catalogue: Catalogue, subject: str | None = None)
     except msgspec.ValidationError as exc:
         field_path, detail = _error_field(exc, "data.")
         return Invalid(Reason.SCHEMA, field_path, detail)
-    return Valid(env, payload, env.case_id, raw)
+    return Valid(env, payload, case_id, raw)
 
 
 def decode_trusted(raw: bytes | str) -> Valid:
@@ -474,6 +480,67 @@ def case_id_for(source: str, caseref: str) -> uuid.UUID:
 
 def subject_for(department: str, kind: str, action: Action | str) -> str:
     return f"{SUBJECT_PREFIX}.{department}.{kind}.{Action(action).value}"
+
+
+# --------------------------------------------------------------------------- case-keyed subjects
+def case_key(case_id: uuid.UUID) -> str:
+    """The case key (案件键): the optional fifth subject token, ``city.<dept>.<kind>.<action>.<key>``.
+
+    The first 8 hex digits of the hub's case id, because that id is the one identity every event of
+    a case shares: a department's events derive it from (source, caseref), operator commands name
+    it (``caseid``). uuid5 digits are uniformly spread, so keys spread evenly over partitions."""
+    return case_id.hex[:8]
+
+
+def case_key_of(event: Mapping[str, Any]) -> str | None:
+    """The case key of a JSON-ready event (publishers), or None when it does not name its case
+    well enough to compute one: such an event goes on the 4-token subject, and the intake
+    dead-letters it with the exact schema error."""
+    caseid = event.get("caseid")
+    if caseid is not None:
+        try:
+            return case_key(uuid.UUID(str(caseid)))
+        except ValueError:
+            return None
+    source, caseref = event.get("source"), event.get("caseref")
+    if isinstance(source, str) and source and isinstance(caseref, str) and caseref:
+        return case_key(case_id_for(source, caseref))
+    return None
+
+
+def keyed_subject(department: str, type_: str, case_id: uuid.UUID) -> str:
+    """``city.<department>.<kind>.<action>.<casekey>``: the partitioned form of an event's subject."""
+    return f"{SUBJECT_PREFIX}.{department}.{type_}.{case_key(case_id)}"
+
+
+@lru_cache(maxsize=65_536)
+def partition_of(key: str, partitions: int = PARTITIONS) -> int:
+    """The partition nats-server's ``{{partition(P,4)}}`` stream transform gives a case key: FNV-1a (32 bit)
+    of the token, modulo P (the server's own function, checked against nats-server 2.15.1)."""
+    h = 0x811C9DC5
+    for byte in key.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h % partitions
+
+
+def public_subject(subject: str) -> str:
+    """The subject as published: a stored ``city.d.k.a.<key>.<partition>`` loses the server's
+    partition token (dead letters are filed and replayed under it, so a replay is partitioned
+    again by the stream); every other subject is returned as it is."""
+    if subject.count(".") == 5 and subject.startswith(f"{SUBJECT_PREFIX}."):
+        return subject.rpartition(".")[0]
+    return subject
+
+
+def _keyed_as(subject: str, env: Envelope, case_id: uuid.UUID) -> bool:
+    """``subject`` is the event's own subject plus its case key (as published), or plus its key and
+    the key's partition (as stored): anything else could put a case in a partition not its own."""
+    base = env.nats_subject
+    if not subject.startswith(base) or subject[len(base) : len(base) + 1] != ".":
+        return False
+    tail = subject[len(base) + 1 :]
+    key = case_key(case_id)
+    return tail == key or tail == f"{key}.{partition_of(key)}"
 
 
 def dlq_subject_for(subject: str) -> str:

@@ -201,14 +201,43 @@ def intake(
         int | None,
         typer.Option("--http-port", help="Serve /healthz, /readyz and /metrics of this worker on 127.0.0.1."),
     ] = None,
+    worker: Annotated[
+        int,
+        typer.Option(
+            "--worker",
+            envvar="HUB_INTAKE_WORKER",
+            help="This worker's number, from 0: it pulls the case partitions k with "
+            "k mod WORKERS = WORKER; worker 0 also takes 4-token (unpartitioned) subjects. "
+            "Env HUB_INTAKE_WORKER.",
+        ),
+    ] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            envvar="HUB_INTAKE_WORKERS",
+            help=f"How many intake workers share the stream (1-{m.PARTITIONS}); run one process per "
+            "--worker 0..WORKERS-1. Env HUB_INTAKE_WORKERS.",
+        ),
+    ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run only the intake (a worker): CITY stream → event store, against an existing NATS."""
+    """Run only the intake (a worker): CITY stream → event store, against an existing NATS.
+
+    Several workers share the city by case partitions (ADR 0006): each case's events stay in one
+    partition, so they are applied in order by whichever worker owns it.
+    """
     _setup_logging(verbose)
     settings = Settings.from_env(data_dir, store_url)
     delays = tuple(float(x) for x in retry_delays.split(",") if x.strip())
     try:
-        config = IntakeSettings(batch_size=batch_size, retry_delays_s=delays, ack_wait_s=ack_wait)
+        config = IntakeSettings(
+            batch_size=batch_size,
+            retry_delays_s=delays,
+            ack_wait_s=ack_wait,
+            worker=worker,
+            workers=workers,
+        )
     except ValueError as exc:
         raise _fail(str(exc)) from None
 

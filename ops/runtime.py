@@ -272,15 +272,16 @@ class HubRuntime:
                 )
             if self.nc is not None and self.nc.is_connected:
                 with contextlib.suppress(Exception):
+                    # Summed over the durables this process pulls (its partitions, ADR 0006).
                     js = self.nc.jetstream(timeout=2)
-                    info = await js.consumer_info("CITY", self.intake.settings.durable)
+                    infos = [await js.consumer_info("CITY", durable) for durable in self.intake.durables]
                     add(
                         "hub_intake_consumer_pending",
                         "gauge",
                         "events not yet delivered",
-                        info.num_pending or 0,
+                        sum(info.num_pending or 0 for info in infos),
                     )
-                    ack_pending = info.num_ack_pending or 0
+                    ack_pending = sum(info.num_ack_pending or 0 for info in infos)
                     add("hub_intake_consumer_ack_pending", "gauge", "delivered, not yet acked", ack_pending)
         if self.projections is not None and self.reader is not None:
             position = self.projections.projector.position

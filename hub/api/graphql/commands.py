@@ -115,7 +115,9 @@ async def perform(
         actorrole=who.role.split(":")[0],
     )  # fmt: skip
     raw = orjson.dumps(event)
-    subject = m.subject_for(m.COMMAND_DEPARTMENT, event["type"].split(".")[0], action)
+    # Case-keyed (ADR 0006): the command joins its case's partition, so the intake worker that
+    # holds the case's history decides it, in order with the department's own events.
+    subject = m.keyed_subject(m.COMMAND_DEPARTMENT, event["type"], case_id)
     checked = m.validate(raw, ctx.catalogue, subject)
     if isinstance(checked, m.Invalid):
         field = checked.field.removeprefix("data.")
