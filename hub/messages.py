@@ -396,7 +396,7 @@ def validate(raw: bytes | str, catalogue: Catalogue, subject: str | None = None)
             f"{env.department} has no record kind {env.kind!r}; configured: {', '.join(sorted(kinds))}",
         )
     case_id = env.case_id
-    if subject is not None and subject != env.nats_subject and not _keyed_as(subject, env, case_id):
+    if subject is not None and not _on_own_subject(subject, env, case_id):
         return Invalid(
             Reason.SUBJECT_MISMATCH,
             "type",
@@ -532,15 +532,22 @@ def public_subject(subject: str) -> str:
     return subject
 
 
-def _keyed_as(subject: str, env: Envelope, case_id: uuid.UUID) -> bool:
-    """``subject`` is the event's own subject plus its case key (as published), or plus its key and
-    the key's partition (as stored): anything else could put a case in a partition not its own."""
-    base = env.nats_subject
-    if not subject.startswith(base) or subject[len(base) : len(base) + 1] != ".":
-        return False
-    tail = subject[len(base) + 1 :]
+def _on_own_subject(subject: str, env: Envelope, case_id: uuid.UUID) -> bool:
+    """``subject`` is the event's own subject, alone (4 tokens), plus its case key (as published) or
+    plus its key and the key's partition (as stored): anything else could put a case in a partition
+    not its own. On the intake's hot path: ≈ 0.5 µs an event more than the 4-token check."""
+    base = f"{SUBJECT_PREFIX}.{env.department}.{env.type}"
+    if subject == base:
+        return True
+    stored, key = _key_tails(case_id)
+    return subject == f"{base}.{stored}" or subject == f"{base}.{key}"
+
+
+@lru_cache(maxsize=262_144)
+def _key_tails(case_id: uuid.UUID) -> tuple[str, str]:
+    """(``<key>.<partition>``, ``<key>``) of a case: computed once per case, not per event."""
     key = case_key(case_id)
-    return tail == key or tail == f"{key}.{partition_of(key)}"
+    return f"{key}.{partition_of(key)}", key
 
 
 def dlq_subject_for(subject: str) -> str:
