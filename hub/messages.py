@@ -513,7 +513,6 @@ def keyed_subject(department: str, type_: str, case_id: uuid.UUID) -> str:
     return f"{SUBJECT_PREFIX}.{department}.{type_}.{case_key(case_id)}"
 
 
-@lru_cache(maxsize=65_536)
 def partition_of(key: str, partitions: int = PARTITIONS) -> int:
     """The partition nats-server's ``{{partition(P,4)}}`` stream transform gives a case key: FNV-1a (32 bit)
     of the token, modulo P (the server's own function, checked against nats-server 2.15.1)."""
@@ -543,9 +542,10 @@ def _on_own_subject(subject: str, env: Envelope, case_id: uuid.UUID) -> bool:
     return subject == f"{base}.{stored}" or subject == f"{base}.{key}"
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=65_536)
 def _key_tails(case_id: uuid.UUID) -> tuple[str, str]:
-    """(``<key>.<partition>``, ``<key>``) of a case: computed once per case, not per event."""
+    """(``<key>.<partition>``, ``<key>``) of a case: computed once per case, not per event. Sized
+    for the cases active in the last minutes (≈ 200 bytes each); a miss costs ≈ 2 µs."""
     key = case_key(case_id)
     return f"{key}.{partition_of(key)}", key
 
