@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from hub.views import Window  # noqa: E402
 from ops.bootstrap import build_ledger  # noqa: E402
 from projections import DuckDBReadModels, ReadModelStore, rebuild  # noqa: E402
-from projections.projector import reader_for  # noqa: E402
+from projections.projector import REPLAY_SECTION, reader_for  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -47,14 +47,16 @@ def _rebuild_vs_read(tmp: Path, n_cases: int) -> dict[str, Any]:
         t = time.perf_counter()
         after, n = 0, 0
         while True:  # the same reader and section size as the rebuild's
-            section = read(after, 50_000)
+            section = read(after, REPLAY_SECTION)
             if not section:
                 break
             n += len(section)
             after = section[-1].id
+            if len(section) < REPLAY_SECTION:
+                break
         raw = time.perf_counter() - t
         t = time.perf_counter()
-        applied = rebuild(tmp / "views.duckdb", ledger.recorder, batch_size=50_000)
+        applied = rebuild(tmp / "views.duckdb", ledger.recorder)
         spent = time.perf_counter() - t
         assert applied == n == total
         pairs.append((n / raw, applied / spent))

@@ -49,13 +49,11 @@ def derive_statements(hist: str = "_hist", carried_parts: str | None = None) -> 
     where the previous batch left off, so a batch costs its own events, not its cases' pasts.
     """
     base = [c for c, _ in BASE_COLUMNS if c not in ("category", "priority", "grid", "grid_path")]
-    base_sel = ", ".join(f'"{c}"' for c in base)
     seed = (
         f"\n  UNION ALL SELECT case_id, 0 AS seq, dept, status AS code FROM {carried_parts}"
         if carried_parts
         else ""
     )
-    carry_stage = f"WHEN '{CARRY}' THEN h.carry_stage " if carried_parts else ""
     return [
         # 1. the per-department status stream (parts)
         f"""
@@ -114,32 +112,49 @@ SELECT case_id, seq,
             ELSE 'dispatched' END AS settled
   FROM st GROUP BY case_id, seq
 """,
-        # 3. events with their derived columns: every running value in ONE window pass (one sort)
+        # 3. the running values: ONE window pass over narrow rows, then joined back to the events
+        f"CREATE OR REPLACE TEMP TABLE _run AS {running_select(hist, carried_parts is not None)}",
         f"""
 CREATE OR REPLACE TEMP TABLE _derived AS
+SELECT {", ".join(f'h."{c}"' for c in base)}, r.category, r.priority, r.grid,
+       {derived_grid_path("r")} AS grid_path, r.stage_after
+  FROM {hist} h JOIN _run r ON h.case_id = r.case_id AND h.seq = r.seq
+""",
+    ]
+
+
+def running_select(hist: str, carried: bool = False) -> str:
+    """Per event (``case_id``, ``seq``): the case's running category, priority, grid, supplied
+    grid path (``d_grid_path``) and stage after it, from ``hist`` and ``_settled``.
+
+    Why narrow: the window operator sorts and materialises every column it is given; sorting the
+    events' ~40 columns cost ~3x the window functions themselves (measured: 69 ms against 20 ms
+    for 23k events), so only the seven columns the window needs go through it.
+    """
+    carry_stage = f"WHEN '{CARRY}' THEN h.carry_stage " if carried else ""
+    return f"""
 WITH h AS (
-  SELECT h.*, CASE h.type
+  SELECT h.case_id, h.seq, h.category, h.priority, h.grid, h.grid_path, CASE h.type
            WHEN 'reported' THEN 'reported' WHEN 'registered' THEN 'registered'
            WHEN 'rejected' THEN 'rejected' WHEN 'merged' THEN 'merged'
            WHEN 'verified' THEN CASE WHEN h.passed THEN 'verified' ELSE 'accepted' END
            WHEN 'closed' THEN 'closed' WHEN 'evaluated' THEN 'evaluated' {carry_stage}
            ELSE s.settled END AS stage_code
     FROM {hist} h LEFT JOIN _settled s ON h.case_id = s.case_id AND h.seq = s.seq
-), w AS (
-  SELECT {base_sel},
-         last_value(category IGNORE NULLS) OVER w AS category,
-         last_value(priority IGNORE NULLS) OVER w AS priority,
-         last_value(grid IGNORE NULLS) OVER w AS grid,
-         last_value(grid_path IGNORE NULLS) OVER w AS d_grid_path,
-         last_value(stage_code IGNORE NULLS) OVER w AS stage_after
-    FROM h
-  WINDOW w AS (PARTITION BY case_id ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
-SELECT * EXCLUDE (d_grid_path, stage_after),
-       coalesce(d_grid_path, {grid_path_sql("grid")}) AS grid_path, stage_after
-  FROM w
-""",
-    ]
+SELECT case_id, seq,
+       last_value(category IGNORE NULLS) OVER w AS category,
+       last_value(priority IGNORE NULLS) OVER w AS priority,
+       last_value(grid IGNORE NULLS) OVER w AS grid,
+       last_value(grid_path IGNORE NULLS) OVER w AS d_grid_path,
+       last_value(stage_code IGNORE NULLS) OVER w AS stage_after
+  FROM h
+WINDOW w AS (PARTITION BY case_id ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
+
+
+def derived_grid_path(run: str) -> str:
+    """An event's stored grid path: the last one an event supplied, else the grid code's own."""
+    return f"coalesce({run}.d_grid_path, {grid_path_sql(f'{run}.grid')})"
 
 
 def boundaries_select(derived: str) -> str:
@@ -214,20 +229,74 @@ def case_rows_statement(derived: str = "_derived", parts: str = "_parts") -> str
     """Create ``_case_rows``: one row per case in ``derived``, in ``CASE_COLUMNS`` order.
 
     ``derived`` holds whole case histories (full rebuild of a snapshot, time travel)."""
+    return f"CREATE OR REPLACE TEMP TABLE _case_rows AS {case_rows_select(derived, parts)}"
+
+
+def case_rows_select(derived: str, parts: str, last_parts: str | None = None) -> str:
+    """One row per case in ``derived`` (whole histories), in ``CASE_COLUMNS`` order.
+
+    ``last_parts``: a table already holding each (case, department)'s last status, else it is
+    computed from ``parts``."""
+    last = (
+        ""
+        if last_parts
+        else f"""
+), last_parts AS (
+  SELECT case_id, dept, arg_max_null(status, seq) AS status FROM {parts} GROUP BY case_id, dept"""
+    )
     return f"""
-CREATE OR REPLACE TEMP TABLE _case_rows AS
 WITH boundaries AS ({boundaries_select(derived)}
 ), overruns AS (
   SELECT case_id, count(*) FILTER (WHERE seg_end > seg_due)::INTEGER AS overruns
-    FROM boundaries GROUP BY case_id
-), last_parts AS (
-  SELECT case_id, dept, arg_max_null(status, seq) AS status FROM {parts} GROUP BY case_id, dept
-), resp AS ({_RESP.format(last_parts="last_parts")}
+    FROM boundaries GROUP BY case_id{last}
+), resp AS ({_RESP.format(last_parts=last_parts or "last_parts")}
 ), agg AS ({_agg(derived)}
 )
 SELECT {", ".join(_case_select(c) for c, _ in CASE_COLUMNS)}
   FROM agg LEFT JOIN resp USING (case_id) LEFT JOIN overruns USING (case_id)
 """
+
+
+def fresh_fold_statements(new: str = "_new") -> list[str]:
+    """Statements folding WHOLE case histories into an empty store (a replay's bulk fold).
+
+    ``new`` holds every event of its cases, decoded and in ``seq`` order (``_new`` of
+    ``ReadModelStore.stage``). Why a separate path from ``carried_case_statements``: with no
+    stored state there is nothing to carry or merge, so each read model is one set-based
+    statement over all the events, planned once per replay instead of once per batch; the
+    running values go through the window in ``seq`` order and are attached to the events by
+    position (a guard raises if a row is ever misaligned). Leaves ``_parts``/``_last_parts`` for
+    ``case_parts`` and writes ``events``, ``cases``, ``case_parts`` and ``case_state``.
+    """
+    picked = {
+        "seq": "CASE WHEN h.seq = r.seq THEN h.seq ELSE error('misaligned replay fold') END",
+        "category": "r.category",
+        "priority": "r.priority",
+        "grid": "r.grid",
+        "grid_path": derived_grid_path("r"),
+        "stage_after": "r.stage_after",
+    }
+    select = ", ".join(picked.get(c, f'h."{c}"') for c in EVENT_COLUMNS)
+    return [
+        *derive_statements(new)[:3],  # _part_events, _parts, _settled
+        f"CREATE OR REPLACE TEMP TABLE _run AS {running_select(new)} ORDER BY seq",
+        f"INSERT INTO events ({EVENT_INSERT_COLUMNS}) SELECT {select} FROM {new} h POSITIONAL JOIN _run r",
+        """
+CREATE OR REPLACE TEMP TABLE _last_parts AS
+SELECT case_id, dept, arg_max_null(status, seq) AS status FROM _parts GROUP BY case_id, dept
+""",
+        f"INSERT INTO cases {case_rows_select('events', '_parts', '_last_parts')}",
+        "INSERT INTO case_parts SELECT case_id, dept, status FROM _last_parts WHERE status IS NOT NULL",
+        f"""
+INSERT INTO case_state
+SELECT * FROM (
+  SELECT h.case_id, h.grid_path, b.seg_due
+    FROM (SELECT case_id, arg_max(grid_path, seq) AS grid_path FROM {new} GROUP BY case_id) h
+    LEFT JOIN (SELECT case_id, arg_max_null(seg_due, seq) AS seg_due FROM ({boundaries_select("events")})
+               GROUP BY case_id) b USING (case_id))
+ WHERE grid_path IS NOT NULL OR seg_due IS NOT NULL
+""",
+    ]
 
 
 _RESP = """

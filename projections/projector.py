@@ -17,10 +17,13 @@ the store is encrypted or compressed, a ``state_decoder`` that turns stored byte
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Protocol, cast
+from uuid import UUID
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -106,21 +109,31 @@ def _write_barrier(recorder: ApplicationRecorder) -> Callable[[], None] | None:
 
 
 def to_arrow(
-    notifications: Sequence[Notification], state_decoder: Callable[[bytes], bytes] | None = None
+    notifications: Sequence[Notification],
+    state_decoder: Callable[[bytes], bytes] | None = None,
+    *,
+    compact_ids: bool = False,
 ) -> pa.Table:
     """Notifications → an Arrow table of ``BATCH_SCHEMA`` (the state is decoded later, in DuckDB).
 
     The state bytes are *viewed* as UTF-8 text rather than cast (a cast validates every byte and
     its first call alone costs ~0.2 s): they are the store's JSON, and DuckDB's JSON reader
-    rejects malformed input anyway.
+    rejects malformed input anyway. ``compact_ids``: case ids as 32 hex digits (``UUID.hex``, a
+    third of ``str()``'s cost on the reading thread; DuckDB casts either form) — for replays,
+    whose batches never reach ``on_commit`` listeners that expect the canonical form.
     """
     states = [n.state for n in notifications]
     if state_decoder is not None:  # encrypted/compressed stores: unavoidable per-row library call
         states = [state_decoder(s) for s in states]
+    originators = [n.originator_id for n in notifications]
+    if compact_ids and all(isinstance(o, UUID) for o in originators[:1]):  # text ids stay as they are
+        ids = [o.hex for o in cast(list[UUID], originators)]
+    else:
+        ids = [str(o) for o in originators]
     return pa.Table.from_arrays(
         [
             pa.array([n.id for n in notifications], pa.int64()),
-            pa.array([str(n.originator_id) for n in notifications], pa.string()),
+            pa.array(ids, pa.string()),
             pa.array([n.originator_version for n in notifications], pa.int64()),
             pa.array([n.topic for n in notifications], pa.string()),
             pa.array(states, pa.binary()).view(pa.string()),
@@ -135,6 +148,8 @@ def fetch_batch(
     limit: int,
     until: int | None = None,
     state_decoder: Callable[[bytes], bytes] | None = None,
+    *,
+    compact_ids: bool = False,
 ) -> pa.Table | None:
     """Read up to ``limit`` notifications after ``after`` (none beyond ``until``) as Arrow, or ``None``."""
     notifications = read(after, limit)
@@ -142,7 +157,105 @@ def fetch_batch(
         notifications = [n for n in notifications if n.id <= until]
     if not notifications:
         return None
-    return to_arrow(notifications, state_decoder)
+    return to_arrow(notifications, state_decoder, compact_ids=compact_ids)
+
+
+REPLAY_SECTION = 8192
+"""Notifications per read of a replay: small enough that decoding one section overlaps reading
+the next from the start, large enough that a read's fixed cost is negligible."""
+REPLAY_FOLD = 1_000_000
+"""Events per fold of a replay (``ReadModelStore.fold_staged``): one fold for most logs; bounds the
+decoded events held in DuckDB's temp storage for very large ones."""
+
+
+@contextmanager
+def read_ahead(
+    read: NotificationReader,
+    after: int,
+    *,
+    size: int = REPLAY_SECTION,
+    until: int | None = None,
+    state_decoder: Callable[[bytes], bytes] | None = None,
+    depth: int = 64,
+) -> Iterator[Iterator[pa.Table]]:
+    """Read the log after ``after`` in a background thread, ``size`` notifications at a time, as Arrow.
+
+    Why a thread running ahead (up to ``depth`` sections): reading the log is Python work (the
+    store's driver and its Notification objects), while everything done with a section in DuckDB
+    releases the GIL, so the two overlap on two cores; and reading keeps going while a fold runs.
+    Errors of the reading thread are raised by the iterator; leaving the block stops the thread.
+    """
+    sections: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: pa.Table | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                sections.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        position = after
+        try:
+            while not stop.is_set():
+                batch = fetch_batch(read, position, size, until, state_decoder, compact_ids=True)
+                if batch is None:
+                    break
+                if not put(batch):
+                    return
+                position = int(batch.column("seq")[-1].as_py())
+                if batch.num_rows < size or (until is not None and position >= until):
+                    break
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+            return
+        put(None)
+
+    thread = threading.Thread(target=reader, name="log-read-ahead", daemon=True)
+    thread.start()
+
+    def consume() -> Iterator[pa.Table]:
+        while True:
+            item = sections.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
+
+
+def replay(
+    store: ReadModelStore,
+    sections: Iterator[pa.Table],
+    application_name: str = DEFAULT_APPLICATION,
+    progress: Callable[[int, int], None] | None = None,
+    fold_size: int = REPLAY_FOLD,
+) -> int:
+    """Apply ``sections`` (ascending, after the store's position) inside ``store.bulk_load()``.
+
+    Each section is decoded as it arrives (``stage``), and every ``fold_size`` events, and at the
+    end, the staged events are folded set-based (``fold_staged``). Returns the events applied.
+    ``progress(applied_so_far, position)`` is called after each section.
+    """
+    total = 0
+    for batch in sections:
+        store.stage(batch)
+        total += batch.num_rows
+        if store.staged >= fold_size:
+            store.fold_staged(application_name)
+        if progress is not None:
+            progress(total, int(batch.column("seq")[-1].as_py()))
+    store.fold_staged(application_name)
+    return total
 
 
 class Projector:

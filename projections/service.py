@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -28,10 +27,13 @@ from eventsourcing.persistence import ApplicationRecorder
 
 from projections.projector import (
     DEFAULT_APPLICATION,
+    REPLAY_FOLD,
+    REPLAY_SECTION,
     NotificationReader,
     Projector,
-    fetch_batch,
+    read_ahead,
     reader_for,
+    replay,
 )
 from projections.queries import DuckDBReadModels
 from projections.store import ReadModelStore, connect
@@ -94,10 +96,11 @@ def rebuild(
     *,
     application_name: str = DEFAULT_APPLICATION,
     until: int | None = None,
-    batch_size: int = 50_000,
+    batch_size: int = REPLAY_SECTION,
     progress: ProgressFn | None = None,
     state_decoder: Callable[[bytes], bytes] | None = None,
     swap: bool = True,
+    fold_size: int = REPLAY_FOLD,
 ) -> int:
     """Replay the whole log into a FRESH file next to ``path``, then swap it in atomically.
 
@@ -115,20 +118,12 @@ def rebuild(
     for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
         leftover.unlink(missing_ok=True)
     read = reader_for(source) if isinstance(source, ApplicationRecorder) else source
-    with ThreadPoolExecutor(1, thread_name_prefix="log-read-first") as pool:
-        # the first batch is read while the fresh file is created (DuckDB releases the GIL)
-        reading = pool.submit(fetch_batch, read, 0, batch_size, until, state_decoder)
+    # reading starts at once, in its own thread, while the fresh file is created
+    with read_ahead(read, 0, size=batch_size, until=until, state_decoder=state_decoder) as sections:
         store = ReadModelStore(fresh, fresh=True)
         try:
-            projector = Projector(
-                store,
-                read,
-                application_name=application_name,
-                batch_size=batch_size,
-                state_decoder=state_decoder,
-            )
             with store.bulk_load():
-                applied = projector.catch_up(until, progress, first=reading)
+                applied = replay(store, sections, application_name, progress, fold_size)
             store._con.execute("CHECKPOINT")
         finally:
             store.close()

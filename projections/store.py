@@ -26,6 +26,7 @@ from projections.derive import (
     boundaries_select,
     carried_case_statements,
     derive_statements,
+    fresh_fold_statements,
 )
 from projections.schema import (
     BASE_COLUMNS,
@@ -74,6 +75,12 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _seq_range(batch: pa.Table) -> tuple[int, int]:
+    """First and last position of a batch (ascending ``seq``)."""
+    seq = batch.column("seq")
+    return int(seq[0].as_py()), int(seq[-1].as_py())
+
+
 class DuckDBTrackingRecorder(TrackingRecorder):
     """eventsourcing's TrackingRecorder on DuckDB (one row per upstream application).
 
@@ -86,6 +93,9 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         self._con = con if con is not None else connect(self.path)
         self._lock = threading.RLock()
         self._bulk = False
+        self._staged = 0  # events decoded into ``_new`` by ``stage`` and not folded yet
+        self._staged_range = (0, 0)
+        self._empty = False  # bulk load into a store without events: whole-history fold
         self._con.execute(DDL[0])
 
     @staticmethod
@@ -155,9 +165,14 @@ class ReadModelStore(DuckDBTrackingRecorder):
         empty (``events`` gets its key at the end of ``bulk_load``, see ``schema.fresh_ddl``)."""
         super().__init__(path, con)
         with self._lock:
-            had_state = self._con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'case_state' AND temporary = false"
-            ).fetchone()
+            had_state = (
+                (1,)
+                if fresh
+                else self._con.execute(  # a fresh file has nothing to back-fill
+                    "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'case_state'"
+                    " AND temporary = false"
+                ).fetchone()
+            )
             self._con.execute("BEGIN TRANSACTION")  # one commit (one fsync), not one per table
             try:
                 for statement in fresh_ddl() if fresh else DDL:
@@ -188,6 +203,11 @@ class ReadModelStore(DuckDBTrackingRecorder):
                 "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events'"
                 " AND constraint_type = 'PRIMARY KEY'"
             ).fetchone()
+            empty = self._con.execute(
+                "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM cases)"
+            ).fetchone()
+            self._empty = bool(empty and empty[0] == 0)
+            self._staged = 0
             self._con.execute(f"SET threads = {int(threads)}")
             # the commit then writes the tables straight into the file instead of WAL + checkpoint
             self._con.execute("SET checkpoint_threshold = '1KB'")
@@ -195,6 +215,8 @@ class ReadModelStore(DuckDBTrackingRecorder):
             self._bulk = True
             try:
                 yield
+                if self._staged:
+                    raise RuntimeError("bulk load ended with staged events not folded (call fold_staged)")
                 self._con.execute("RESET threads")
                 if not (keyed and keyed[0]):
                     self._con.execute(EVENTS_KEY)
@@ -268,12 +290,72 @@ class ReadModelStore(DuckDBTrackingRecorder):
         responsible department's status), and a batch continues it from one ``CARRY`` row per
         touched case (``projections.derive``): the cost of a batch is its own events.
         """
+        self._decode(con, batch, append=False)
+        self._fold_new(con, *_seq_range(batch))
+
+    @staticmethod
+    def _decode(con: duckdb.DuckDBPyConnection, batch: pa.Table, *, append: bool) -> None:
+        """Decode ``batch``'s JSON into typed columns in the temp table ``_new`` (new or appended)."""
         con.register("_batch", batch)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {decode_select('_batch')}")
+            into = "INSERT INTO _new " if append else "CREATE OR REPLACE TEMP TABLE _new AS "
+            con.execute(into + decode_select("_batch"))
         finally:
             con.unregister("_batch")
-        lo, hi = (int(v.as_py()) for v in (batch.column("seq")[0], batch.column("seq")[-1]))
+
+    def stage(self, batch: pa.Table) -> None:
+        """Bulk load only: decode ``batch`` into ``_new`` for the next ``fold_staged``.
+
+        Why staging: decoding is the one per-event step that needs nothing but the event itself,
+        so a replay decodes each section while the reading thread fetches the next (DuckDB
+        releases the GIL), and folds many sections at once: the fold's statements are planned
+        once per fold instead of once per section, and a fold into an empty store needs no
+        carried state at all (``derive.fresh_fold_statements``).
+        """
+        if batch.num_rows == 0:
+            return
+        lo, hi = _seq_range(batch)
+        with self._lock:
+            if not self._bulk:
+                raise RuntimeError("stage() is for bulk loads (inside bulk_load())")
+            if self._staged and lo <= self._staged_range[1]:
+                raise IntegrityError(f"section starting at {lo} is not after the staged events")
+            self._decode(self._con, batch, append=self._staged > 0)
+            self._staged_range = (self._staged_range[0] if self._staged else lo, hi)
+            self._staged += batch.num_rows
+
+    @property
+    def staged(self) -> int:
+        """Events staged and not folded yet (bulk loads)."""
+        return self._staged
+
+    def fold_staged(self, application_name: str) -> int:
+        """Bulk load only: fold every staged event and record the last position; returns their number.
+
+        Into an empty store the whole-history statements run (nothing to carry or merge); a later
+        fold of the same load (a log larger than one fold) continues the stored state exactly as
+        a live batch does. Either way it is the load's one transaction: nothing commits before
+        the whole replay does.
+        """
+        with self._lock:
+            if not self._staged:
+                return 0
+            lo, hi = self._staged_range
+            con = self._con
+            self._insert_tracking(con, Tracking(application_name, hi))
+            if self._empty:
+                for statement in fresh_fold_statements("_new"):
+                    con.execute(statement)
+                self._fold_links(con)
+                self._drop_temps(con)
+                self._empty = False
+            else:
+                self._fold_new(con, lo, hi)
+            applied, self._staged = self._staged, 0
+            return applied
+
+    def _fold_new(self, con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+        """Continue the stored case state with the decoded events in ``_new`` (seq ``lo``..``hi``)."""
         existing = con.execute(  # bounded by the batch's range so zone maps skip the rest of ``events``
             f"SELECT count(*) FROM events WHERE seq >= {lo} AND seq <= {hi} AND seq IN (SELECT seq FROM _new)"
         ).fetchone()
@@ -310,6 +392,12 @@ class ReadModelStore(DuckDBTrackingRecorder):
         ):
             con.execute(f"DELETE FROM {table} WHERE case_id IN (SELECT case_id FROM _touched)")
             con.execute(f"INSERT INTO {table} {rows}")
+        self._fold_links(con)
+        self._drop_temps(con)
+
+    @staticmethod
+    def _fold_links(con: duckdb.DuckDBPyConnection) -> None:
+        """Links and reporters of the events in ``_new``."""
         # Links: one row per (case, relation, target); the domain refuses duplicates, the
         # QUALIFY keeps the first should a batch ever hold two (dedupe before the conflict clause).
         con.execute(
@@ -331,6 +419,9 @@ class ReadModelStore(DuckDBTrackingRecorder):
             f"WHERE type = 'reported' AND coalesce({pii}) IS NOT NULL "
             f"QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY seq) = 1 ON CONFLICT DO NOTHING"
         )
+
+    @staticmethod
+    def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         for temp in (
             "_new",
             "_touched",
@@ -338,6 +429,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
             "_part_events",
             "_parts",
             "_settled",
+            "_run",
             "_derived",
             "_carried_parts",
             "_last_parts",
