@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 SCREEN := hub/api/screen
 NPM_STAMP := $(SCREEN)/node_modules/.installed
 
-.PHONY: run test lint bench install clean fmt screen browser
+.PHONY: run test lint bench soak install clean fmt screen browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "citybrain-hub needs Python 3.11+, found " + sys.version' 
@@ -51,8 +51,16 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark, the 10-minute soak last (HUB_SOAK_MINUTES shortens it).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The soak alone: `make soak MINUTES=1 RATE=2000 WORKERS=1` (defaults 10 minutes, 2,000 events/s, 1 worker).
+MINUTES ?= 10
+RATE ?= 2000
+WORKERS ?= 1
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes $(MINUTES) --rate $(RATE) --workers $(WORKERS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(SCREEN)/node_modules

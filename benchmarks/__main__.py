@@ -12,16 +12,48 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
-BENCHMARKS = ["intake", "bench_grid", "bench_projections", "bench_connectors", "bench_graphql", "bench_audit"]
+BENCHMARKS = [
+    "intake",
+    "bench_workers",  # 1 vs 3 intake workers on PostgreSQL (ADR 0006)
+    "bench_grid",
+    "bench_projections",
+    "bench_connectors",
+    "bench_graphql",
+    "bench_audit",
+    "soak",  # last: 10 minutes at a steady rate (HUB_SOAK_MINUTES, or `make soak MINUTES=…`)
+]
+
+
+def record(name: str, run: Callable[[], dict[str, Any]]) -> bool:
+    """Run one benchmark and write its figures to ``results/<name>.json``; False when it failed."""
+    RESULTS.mkdir(exist_ok=True)
+    print(f"== {name}", flush=True)
+    started = time.perf_counter()
+    try:
+        figures = run()
+    except Exception as exc:  # one broken benchmark must not hide the others' figures
+        print(f"!! {name} failed: {exc!r}")
+        return False
+    entry = {
+        "benchmark": name,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "figures": figures,
+    }
+    (RESULTS / f"{name}.json").write_text(json.dumps(entry, indent=2, ensure_ascii=False) + "\n")
+    print(f"   → benchmarks/results/{name}.json ({entry['seconds']} s)")
+    return True
 
 
 def main(argv: list[str]) -> int:
     names = argv or BENCHMARKS
-    RESULTS.mkdir(exist_ok=True)
     failed = 0
     for name in names:
         try:
@@ -31,23 +63,8 @@ def main(argv: list[str]) -> int:
                 print(f"== {name}: not present, skipped")
                 continue
             raise
-        print(f"== {name}")
-        started = time.perf_counter()
-        try:
-            figures = module.run()
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
-            print(f"!! {name} failed: {exc!r}")
+        if not record(name, module.run):
             failed += 1
-            continue
-        record = {
-            "benchmark": name,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - started, 1),
-            "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-            "figures": figures,
-        }
-        (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-        print(f"   → benchmarks/results/{name}.json ({record['seconds']} s)")
     return 1 if failed else 0
 
 
