@@ -6,7 +6,9 @@
 * as-of board time with 10,000,000 events (synthetic event log generated inside DuckDB).
 
 Sizes are overridable for quick runs: BENCH_PROJ_EVENTS_CASES, BENCH_PROJ_BOARD_CASES,
-BENCH_PROJ_ASOF_EVENTS, and BENCH_PROJ_PAIRS (raw-read/rebuild pairs, medians reported).
+BENCH_PROJ_ASOF_EVENTS, BENCH_PROJ_PAIRS (raw-read/rebuild pairs, medians reported) and
+BENCH_PROJ_LOG_COPIES (the rebuild figure again on a log of that many copies of the histories,
+fresh case ids; 1 = off): the domain writes ~700 events/s here, so a long log is copied, not written.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ if str(ROOT) not in sys.path:
 from hub.views import Window  # noqa: E402
 from ops.bootstrap import build_ledger  # noqa: E402
 from projections import DuckDBReadModels, ReadModelStore, rebuild  # noqa: E402
-from projections.projector import REPLAY_SECTION, reader_for  # noqa: E402
+from projections.projector import reader_for, section_sizes  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -38,21 +40,32 @@ _STAGE_LIST = "[" + ", ".join(f"'{s}'" for s in _STAGES) + "]"
 def _rebuild_vs_read(tmp: Path, n_cases: int) -> dict[str, Any]:
     from tests.projection_history import random_city
 
-    ledger = build_ledger(f"sqlite:///{tmp / 'events.sqlite'}")
+    db = tmp / "events.sqlite"
+    ledger = build_ledger(f"sqlite:///{db}")
     random_city(ledger, seed=1, n_cases=n_cases, n_steps=n_cases * 8, saves=50)
+    out = _pairs(tmp, ledger, int(os.environ.get("BENCH_PROJ_PAIRS", "3")))
+    copies = int(os.environ.get("BENCH_PROJ_LOG_COPIES", "10"))
+    if copies > 1:  # the same histories again under fresh case ids: a log of realistic length
+        _copy_histories(db, copies)
+        out[f"log_x{copies}"] = _pairs(tmp, build_ledger(f"sqlite:///{db}"), 2)
+    return out
+
+
+def _pairs(tmp: Path, ledger: Any, pairs_wanted: int) -> dict[str, Any]:
+    """Raw notification-log reads and rebuilds of the same log, alternating (a noisy VM)."""
     total = ledger.recorder.max_notification_id() or 0
     read = reader_for(ledger.recorder)
     pairs = []
-    for _ in range(int(os.environ.get("BENCH_PROJ_PAIRS", "3"))):  # a noisy VM: repeated pairs
+    for _ in range(pairs_wanted):
         t = time.perf_counter()
         after, n = 0, 0
-        while True:  # the same reader and section size as the rebuild's
-            section = read(after, REPLAY_SECTION)
+        for size in section_sizes():  # the same reader and section sizes as the rebuild's
+            section = read(after, size)
             if not section:
                 break
             n += len(section)
             after = section[-1].id
-            if len(section) < REPLAY_SECTION:
+            if len(section) < size:
                 break
         raw = time.perf_counter() - t
         t = time.perf_counter()
@@ -68,6 +81,28 @@ def _rebuild_vs_read(tmp: Path, n_cases: int) -> dict[str, Any]:
         "rebuild_vs_raw": round(statistics.median(ratios), 2),
         "pairs_raw_rebuild_ratio": [(round(a), round(b), round(b / a, 2)) for a, b in pairs],
     }
+
+
+def _copy_histories(db: Path, copies: int) -> None:
+    """Append ``copies - 1`` copies of every stored event with its case id changed (digits 13-16),
+    in log order: more independent cases with the domain's own event JSON (links still point at
+    the first copy's cases)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        last = con.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
+        for k in range(1, copies):
+            con.execute(
+                "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+                "SELECT substr(originator_id, 1, 12) || printf('%04x', 65535 - ?)"
+                " || substr(originator_id, 17), originator_version, topic, state"
+                " FROM stored_events WHERE rowid <= ? ORDER BY rowid",
+                [k, last],
+            )
+        con.commit()
+    finally:
+        con.close()
 
 
 def _synthetic_events(store: ReadModelStore, n_events: int) -> int:

@@ -169,25 +169,35 @@ def boundaries_select(derived: str) -> str:
    WHERE type IN ({_q(DUE_SETTERS)}) OR type IN ('extended', 'suspended', '{CARRY}', {_q(DUE_CLEARERS)})"""
 
 
+_RUNNING = {"category": "category", "priority": "priority", "grid": "grid", "grid_path": "grid_path",
+            "stage": "stage_after"}  # fmt: skip
+"""Case columns that are the case's running value at its last event (``_agg`` takes that row)."""
+
+
 def _agg(derived: str) -> str:
-    """Per-case aggregates of the events in ``derived`` (``CARRY`` rows excluded)."""
+    """Per-case aggregates of the events in ``derived`` (``CARRY`` rows excluded).
+
+    The running values (category, priority, grid, grid path, stage: each event already holds
+    the case's value after it, last non-null) are read from the case's last event by a join on
+    its position instead of ``arg_max(x, seq)``: events arrive in ``seq`` order, so every row
+    was a new maximum and ``arg_max`` copied every row's value, grid-path lists included
+    (measured on 1M events: 1.44 s → 0.98 s + a 0.06 s join). Equal by construction: a running
+    last-non-null value is NULL at the last event only if it is NULL at every event.
+    """
+    last = ", ".join(f'l."{src}" AS "{col}"' for col, src in _RUNNING.items())
     return f"""
-  SELECT case_id,
+  SELECT a.*, {last}
+  FROM (SELECT case_id,
     max(source) FILTER (WHERE type = 'reported') AS source,
     max(caseref) FILTER (WHERE type = 'reported') AS caseref,
     max(kind) FILTER (WHERE type = 'reported') AS kind,
     max(department) FILTER (WHERE type = 'reported') AS origin_department,
     max(actor) FILTER (WHERE type = 'reported') AS reported_by,
-    arg_max(category, seq) AS category,
-    arg_max(priority, seq) AS priority,
     max(channel) FILTER (WHERE type = 'reported') AS channel,
     max(title) FILTER (WHERE type = 'reported') AS title,
-    arg_max(grid, seq) AS grid,
-    arg_max(grid_path, seq) AS grid_path,
     max(lon) FILTER (WHERE type = 'reported') AS lon,
     max(lat) FILTER (WHERE type = 'reported') AS lat,
     max(address) FILTER (WHERE type = 'reported') AS address,
-    arg_max(stage_after, seq) AS stage,
     min("at") FILTER (WHERE type = 'reported') AS reported_at,
     arg_max("at", seq) FILTER (WHERE type = 'registered') AS registered_at,
     arg_min("at", seq) FILTER (WHERE type = 'dispatched') AS dispatched_at,
@@ -222,7 +232,8 @@ def _agg(derived: str) -> str:
     count(*) FILTER (WHERE type IN ({_q(DUE_SETTERS)}) OR type IN ('extended', {_q(DUE_CLEARERS)}))
       AS due_events,
     count(*) FILTER (WHERE type IN ('suspended', 'resumed')) AS suspend_events
-  FROM {derived} WHERE type <> '{CARRY}' GROUP BY case_id"""
+  FROM {derived} WHERE type <> '{CARRY}' GROUP BY case_id) a
+  JOIN {derived} l ON l.seq = a.last_position AND l.case_id = a.case_id"""
 
 
 def case_rows_statement(derived: str = "_derived", parts: str = "_parts") -> str:

@@ -29,6 +29,7 @@ from projections.projector import (
     DEFAULT_APPLICATION,
     REPLAY_FOLD,
     REPLAY_SECTION,
+    REPLAY_SECTION_MAX,
     NotificationReader,
     Projector,
     read_ahead,
@@ -119,7 +120,8 @@ def rebuild(
         leftover.unlink(missing_ok=True)
     read = reader_for(source) if isinstance(source, ApplicationRecorder) else source
     # reading starts at once, in its own thread, while the fresh file is created
-    with read_ahead(read, 0, size=batch_size, until=until, state_decoder=state_decoder) as sections:
+    sizes = {"size": batch_size, "largest": max(batch_size, REPLAY_SECTION_MAX)}
+    with read_ahead(read, 0, **sizes, until=until, state_decoder=state_decoder) as sections:
         store = ReadModelStore(fresh, fresh=True)
         try:
             with store.bulk_load():
