@@ -1,7 +1,7 @@
 """Case-keyed partitions (ADR 0006): the case key, its partition, and which worker pulls what.
 
 The partition values below were read back from nats-server 2.15.1 (a ``CITY`` stream with the
-hub's subject transform, ``city.a.b.c.<key>`` stored as ``city.a.b.c.<key>.<partition>``); the
+hub's subject transform, ``city.a.b.c.<key>`` stored as ``city.a.b.c.<partition>``); the
 integration test of three workers checks the same against the live server for every stored event.
 """
 
@@ -57,7 +57,10 @@ def test_the_server_computes_the_partition_from_the_fifth_token() -> None:
     assert config.subjects == ["city.>"]  # the public contract: nothing renamed
     assert config.subject_transform == PARTITION_TRANSFORM
     assert PARTITION_TRANSFORM.src == "city.*.*.*.*"
-    assert PARTITION_TRANSFORM.dest.endswith(f".{{{{wildcard(4)}}}}.{{{{partition({m.PARTITIONS},4)}}}}")
+    # The partition replaces the key: one stored subject per partition, not per case.
+    assert PARTITION_TRANSFORM.dest == (
+        f"city.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{{{{partition({m.PARTITIONS},4)}}}}"
+    )
 
 
 def test_keys_spread_evenly_over_the_partitions() -> None:
@@ -80,12 +83,13 @@ def test_validation_accepts_the_published_and_the_stored_forms_only() -> None:
     raw = orjson.dumps(e)
     key = m.case_key(m.case_id_for("citymgmt-dcm", "C-1"))
     base = "city.citymgmt.case.reported"
-    for subject in (base, f"{base}.{key}", f"{base}.{key}.{m.partition_of(key)}"):
+    for subject in (base, f"{base}.{key}", f"{base}.{m.partition_of(key)}"):
         assert isinstance(m.validate(raw, CATALOGUE, subject), m.Valid), subject
     wrong_partition = (m.partition_of(key) + 1) % m.PARTITIONS
     for subject in (
         f"{base}.00000000",
-        f"{base}.{key}.{wrong_partition}",
+        f"{base}.{wrong_partition}",
+        f"{base}.{key}.{m.partition_of(key)}",
         f"{base}x.{key}",
         f"{base}.{key}.1.2",
     ):
@@ -94,10 +98,19 @@ def test_validation_accepts_the_published_and_the_stored_forms_only() -> None:
         assert f"case key .{key}" in result.detail
 
 
-def test_public_subject_drops_only_the_servers_partition_token() -> None:
-    assert m.public_subject("city.a.b.c.0a1b2c3d.5") == "city.a.b.c.0a1b2c3d"
-    assert m.public_subject("city.a.b.c.0a1b2c3d") == "city.a.b.c.0a1b2c3d"
-    assert m.public_subject("city.a.b.c") == "city.a.b.c"
+def test_public_subject_puts_the_case_key_back_in_place_of_the_partition() -> None:
+    e = event("C-1", m.Action.REPORTED)
+    raw = orjson.dumps(e)
+    key = m.case_key(m.case_id_for("citymgmt-dcm", "C-1"))
+    stored = f"city.citymgmt.case.reported.{m.partition_of(key)}"
+    assert m.public_subject(stored, raw) == f"city.citymgmt.case.reported.{key}"
+    # A dead letter that does not name its case (or is not JSON) goes back to its 4-token subject.
+    assert m.public_subject(stored, b"{not json") == "city.citymgmt.case.reported"
+    assert m.public_subject(stored, orjson.dumps({"source": "x"})) == "city.citymgmt.case.reported"
+    # Published forms and anything else are returned as they are.
+    assert m.public_subject("city.a.b.c.0a1b2c3d", raw) == "city.a.b.c.0a1b2c3d"
+    assert m.public_subject("city.a.b.c", raw) == "city.a.b.c"
+    assert m.public_subject("city.a.b.c.d.e", raw) == "city.a.b.c.d.e"
 
 
 @pytest.mark.parametrize("workers", range(1, m.PARTITIONS + 1))
@@ -121,8 +134,8 @@ def test_worker_zero_also_owns_the_legacy_durable() -> None:
         "intake-p10",
     ]
     assert IntakeSettings(worker=0, workers=3).consumers()[0][0] == DURABLE
-    # The legacy filters take every subject shape except the partitioned six-token one.
-    assert "city.*.*.*" in LEGACY_FILTERS and not any(f.count(".") == 5 for f in LEGACY_FILTERS)
+    # The legacy filters take every subject shape except the partitioned five-token one.
+    assert "city.*.*.*" in LEGACY_FILTERS and "city.*.*.*.*" not in LEGACY_FILTERS
 
 
 @pytest.mark.parametrize(
