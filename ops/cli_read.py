@@ -90,7 +90,10 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None, typer.Option(help="Write to this file instead of swapping in the live read models.")
         ] = None,
-        batch_size: Annotated[int, typer.Option(help="Events per DuckDB transaction.")] = 50_000,
+        batch_size: Annotated[
+            int | None,
+            typer.Option(help="Notifications in the first read (later reads double, up to 65,536)."),
+        ] = None,
     ) -> None:
         """Rebuild every read model from the event store into a fresh file, then swap it in atomically."""
         from ops.bootstrap import build_ledger
@@ -110,8 +113,9 @@ def register(app: typer.Typer) -> None:
         ) as progress:  # fmt: skip
             task = progress.add_task("events", total=total)
             try:
+                sections = {} if batch_size is None else {"batch_size": batch_size}
                 applied = rebuild(
-                    target, ledger.recorder, application_name=ledger.name, until=stop, batch_size=batch_size,
+                    target, ledger.recorder, application_name=ledger.name, until=stop, **sections,
                     progress=lambda n, pos: progress.update(task, completed=pos),
                     state_decoder=state_decoder(ledger), swap=out is None,
                 )  # fmt: skip

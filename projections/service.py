@@ -113,15 +113,15 @@ def rebuild(
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if swap and target.exists():
-        check_not_in_use(target)
-    fresh = target.with_name(target.name + ".rebuild")
-    for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
-        leftover.unlink(missing_ok=True)
     read = reader_for(source) if isinstance(source, ApplicationRecorder) else source
-    # reading starts at once, in its own thread, while the fresh file is created
+    # reading starts at once, in its own thread, while the live file is checked and the fresh one created
     sizes = {"size": batch_size, "largest": max(batch_size, REPLAY_SECTION_MAX)}
     with read_ahead(read, 0, **sizes, until=until, state_decoder=state_decoder) as sections:
+        if swap and target.exists():
+            check_not_in_use(target)
+        fresh = target.with_name(target.name + ".rebuild")
+        for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+            leftover.unlink(missing_ok=True)
         store = ReadModelStore(fresh, fresh=True)
         try:
             with store.bulk_load():

@@ -164,6 +164,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
         """Open (or create) the read models; ``fresh=True`` for a new file a replay fills from
         empty (``events`` gets its key at the end of ``bulk_load``, see ``schema.fresh_ddl``)."""
         super().__init__(path, con)
+        self._created_fresh = fresh
         with self._lock:
             had_state = (
                 (1,)
@@ -199,10 +200,13 @@ class ReadModelStore(DuckDBTrackingRecorder):
         written and then copied again).
         """
         with self._lock:
-            keyed = self._con.execute(
-                "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events'"
-                " AND constraint_type = 'PRIMARY KEY'"
-            ).fetchone()
+            keyed: tuple[int, ...] | None = (0,)  # created unkeyed (an existing key: ADD fails loudly)
+            if not self._created_fresh:  # the catalog query costs ~8 ms, a fresh file need not ask
+                keyed = self._con.execute(
+                    "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events'"
+                    " AND constraint_type = 'PRIMARY KEY'"
+                ).fetchone()
+            self._created_fresh = False
             empty = self._con.execute(
                 "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM cases)"
             ).fetchone()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from eventsourcing.persistence import Notification
+
 from hub.views import Window
 from ops.bootstrap import build_ledger
-from projections import ProjectionService, rebuild
+from projections import ProjectionService, reader_for, rebuild
 from tests.projection_history import T0, random_city
 
 
@@ -55,3 +59,40 @@ def test_rebuild_swaps_in_a_fresh_file_and_until_gives_an_auditor_copy(tmp_path:
     service = ProjectionService(target, ledger.recorder)
     assert service.projector.position == total and service.catch_up() == 0
     service.close()
+
+
+def test_a_failing_replay_leaves_the_live_file_untouched(tmp_path: Path) -> None:
+    """The replay reads in a background thread: an error there surfaces from ``rebuild`` and
+    nothing is swapped in (the previous read models stay), and a later replay succeeds."""
+    ledger = build_ledger(f"sqlite:///{tmp_path / 'events.sqlite'}")
+    random_city(ledger, seed=5, n_cases=15, n_steps=120)
+    total = ledger.recorder.max_notification_id() or 0
+    target = tmp_path / "views.duckdb"
+    assert rebuild(target, ledger.recorder, until=20, swap=False) == 20
+    read = reader_for(ledger.recorder)
+    calls: list[int] = []
+
+    def flaky(after: int, limit: int) -> Sequence[Notification]:
+        calls.append(after)
+        if len(calls) == 3:  # the third section: staged sections exist, the fold has not run
+            raise OSError("store went away")
+        return read(after, limit)
+
+    with pytest.raises(OSError, match="store went away"):
+        rebuild(target, flaky, batch_size=4)
+    service = ProjectionService(target, ledger.recorder)
+    try:
+        assert service.projector.position == 20 and service.store.counts()["events"] == 20
+    finally:
+        service.close()
+    assert rebuild(target, ledger.recorder, batch_size=4) == total  # sections 4, 8, 16, …
+
+
+def test_replay_until_stops_inside_a_section(tmp_path: Path) -> None:
+    ledger = build_ledger(f"sqlite:///{tmp_path / 'events.sqlite'}")
+    random_city(ledger, seed=6, n_cases=10, n_steps=90)
+    seen: list[tuple[int, int]] = []
+    applied = rebuild(tmp_path / "audit.duckdb", ledger.recorder, until=37, batch_size=5, swap=False,
+                      progress=lambda n, pos: seen.append((n, pos)))  # fmt: skip
+    assert applied == 37 and seen[-1] == (37, 37)
+    assert [n for n, _ in seen] == [5, 15, 35, 37]  # sections of 5, 10, 20, then cut at 37
