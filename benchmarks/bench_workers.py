@@ -62,8 +62,14 @@ async def _one(events: list[dict[str, Any]], workers: int, tmp: Path) -> dict[st
                     if stored >= n:
                         marks["last"] = now
                         break
-                    if any(p.poll() is not None for p in procs):
-                        raise RuntimeError(f"a worker exited early; see {tmp / 'logs'}")
+                    exited = [i for i, p in enumerate(procs) if p.poll() is not None]
+                    if exited:
+                        # The temporary directory goes with the run: say here what the worker said.
+                        log = (tmp / "logs" / f"worker-{exited[0]}.log").read_text(errors="replace")
+                        raise RuntimeError(
+                            f"worker {exited[0]} of {workers} exited early (code "
+                            f"{procs[exited[0]].returncode}); its log ends:\n{log[-3000:]}"
+                        )
                     if now - started > 600:
                         raise RuntimeError(f"{workers} workers stored {stored} of {n} events in 600 s")
                     await asyncio.sleep(0.02)
