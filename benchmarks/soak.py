@@ -61,9 +61,10 @@ def soak_events() -> Iterator[dict[str, Any]]:
                 yield event(ref, action, n=step)
 
 
-def _memory(procs: list[Any]) -> dict[str, int]:
-    """RSS in MiB of every worker's processes, keyed ``w<i>.<role>`` (intake, writer, chain)."""
-    out = {}
+def _memory(procs: list[Any], nats_pid: int | None = None) -> dict[str, int]:
+    """RSS in MiB of every worker's processes, keyed ``w<i>.<role>`` (intake, writer, chain), and
+    of nats-server when given: its per-subject state is what case-keyed subjects would grow."""
+    out = {"nats-server": round(rss_kib(nats_pid) / 1024)} if nats_pid else {}
     for i, proc in enumerate(procs):
         for role, pid in worker_processes(proc.pid).items():
             out[f"w{i}.{role}"] = round(rss_kib(pid) / 1024)
@@ -95,6 +96,7 @@ async def _soak(tmp: Path, minutes: float, rate: float, workers: int) -> dict[st
                 return reader.recorder.max_notification_id() or 0
 
             procs = spawn_workers(server.url, store_url, workers, tmp / "logs")
+            nats_pid = server.process.pid if server.process else None
             try:
                 ready_by = time.monotonic() + 90
                 while True:  # ready: every durable exists and has a pull request waiting
@@ -110,7 +112,7 @@ async def _soak(tmp: Path, minutes: float, rate: float, workers: int) -> dict[st
                     if time.monotonic() > ready_by or any(p.poll() is not None for p in procs):
                         raise RuntimeError(f"the intake worker(s) did not start; see {tmp / 'logs'}")
                     await asyncio.sleep(0.2)
-                rss_start = _memory(procs)
+                rss_start = _memory(procs, nats_pid)
                 print(f"  workers ready; RSS MiB at start: {rss_start}")
 
                 events = soak_events()
@@ -131,7 +133,7 @@ async def _soak(tmp: Path, minutes: float, rate: float, workers: int) -> dict[st
                     if now >= next_sample:
                         next_sample += SAMPLE_EVERY_S
                         elapsed = now - started
-                        now_stored, now_rss = stored(), _memory(procs)
+                        now_stored, now_rss = stored(), _memory(procs, nats_pid)
                         samples.append(
                             {
                                 "t_s": round(elapsed),
@@ -152,7 +154,7 @@ async def _soak(tmp: Path, minutes: float, rate: float, workers: int) -> dict[st
                 elapsed = time.monotonic() - started
                 end_stored = stored()
                 end_consumer_lag = await lag()
-                rss_end = _memory(procs)
+                rss_end = _memory(procs, nats_pid)
                 drain_started = time.monotonic()
                 while stored() < published and time.monotonic() - drain_started < DRAIN_LIMIT_S:
                     await asyncio.sleep(0.1)
