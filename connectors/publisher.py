@@ -84,11 +84,15 @@ async def publish_events(
                 futures.append(await js.publish_async(subject, body, headers=headers))
             except NatsError:  # connection lost mid-chunk: retried below, one by one with backoff
                 futures.append(None)
+        # One deadline for the whole window: acks lost with a server (a stream leader killed, a
+        # connection dropped) then cost ``timeout`` once, not once each, before they are retried.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         for (index, event_id, subject, body), future in zip(chunk, futures, strict=True):
             try:
                 if future is None:
                     raise NatsTimeoutError
-                ack = await asyncio.wait_for(future, timeout)
+                ack = await asyncio.wait_for(future, max(deadline - loop.time(), 0.0))
             except (TimeoutError, NatsError, APIError):
                 results.append(await _retry(js, index, event_id, subject, body, attempts, timeout, max_delay))
                 continue
