@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from connectors.publisher import publish_events
 from hub import messages as m
@@ -102,7 +103,20 @@ async def test_three_workers_one_killed_mid_batch_keep_every_case_in_order(
         procs[f"{w}"] = spawn_worker(nats_server.url, store_url, tmp_path, w, f"{w}")
     publishing = asyncio.create_task(publish_events(js, events[third:]))  # the city keeps publishing
     try:
-        await eventually(lambda: stored() > 4000, timeout=60, every=0.01)
+
+        async def victim_busy() -> bool:
+            """Kill only a worker that has been working: its durables exist (a slow start on a
+            loaded machine once left them missing when the others had stored 4,000 events) and
+            it holds events it has not acknowledged yet."""
+            if stored() <= 4000:
+                return False
+            try:
+                infos = await consumers(js, KILLED)
+            except NotFoundError:
+                return False
+            return sum(c.num_ack_pending for c in infos) > 0
+
+        await eventually(victim_busy, timeout=60, every=0.01)
         victim = procs[f"{KILLED}"]
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
