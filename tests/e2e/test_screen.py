@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +65,27 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, ev
             last_error = exc
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
+
+
+def push_registered_case(base: str) -> str:
+    """Report and register a case through ``POST /ingest/citymgmt``; returns its case number."""
+    case_no = f"E2E-SCREEN-{time.time_ns()}"
+    now = datetime.now(timezone(timedelta(hours=8)))
+    records = [
+        {"case_no": case_no, "stage": "report", "time": (now - timedelta(minutes=2)).isoformat(),
+         "channel": "supervisor", "matter_code": "01001", "description": "井盖破损（端到端测试）",
+         "lon": 118.7, "lat": 32.0},
+        {"case_no": case_no, "stage": "register", "time": (now - timedelta(minutes=1)).isoformat()},
+    ]  # fmt: skip
+    resp = httpx.post(
+        f"{base}/ingest/citymgmt",
+        json=records,
+        headers={"Authorization": "Bearer dev-citymgmt-token"},
+        timeout=30,
+    )
+    assert resp.status_code == 202, resp.text
+    assert [r["status"] for r in resp.json()["results"]] == ["accepted", "accepted"], resp.text
+    return case_no
 
 
 @pytest.fixture
@@ -164,8 +186,14 @@ def test_screen_live_dispatch_rewind_and_only_the_hub(hub: str, browser: Any) ->
     wait_for("the live feed", lambda: browser.find_elements(By.CSS_SELECTOR, "#feed li"))
     shot(browser, "01-live.png")
 
-    # open a case awaiting dispatch and dispatch it as the operator (retry if the city moved it first)
+    # A case of the test's own, reported and registered by the city-management system over HTTP
+    # ingest (as a department pushes): the demo city never moves it, so the operator's dispatch
+    # cannot lose the race with the simulator (CI once saw all eight demo candidates move first).
+    own = push_registered_case(hub)
     browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="registered"]').click()
+    browser.find_element(By.ID, "search").send_keys(own)
+
+    # open a case awaiting dispatch and dispatch it as the operator (retry if the city moved it first)
     moved = None
     for attempt in range(8):
         case_id = wait_for(
