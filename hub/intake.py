@@ -617,9 +617,9 @@ class Intake:
         for letter in letters:
             meta = letter.msg.metadata
             original_id = (letter.msg.headers or {}).get("Nats-Msg-Id", "")
-            # Filed under the subject as published (without the server's partition token): a
-            # replay is then partitioned again by the stream, and a publisher waiting for its
-            # event's fate (GraphQL mutations) listens on dlq.<the subject it published on>.
+            # Filed under the subject as published (the case key back in place of the server's
+            # partition token): a replay is then partitioned again by the stream, and a publisher
+            # waiting for its event's fate (GraphQL mutations) listens on dlq.<its own subject>.
             subject = m.public_subject(letter.msg.subject, letter.msg.data)
             headers = {
                 m.H_REASON: letter.reason.value,
