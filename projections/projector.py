@@ -17,6 +17,7 @@ the store is encrypted or compressed, a ``state_decoder`` that turns stored byte
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -254,11 +255,13 @@ def replay(
     application_name: str = DEFAULT_APPLICATION,
     progress: Callable[[int, int], None] | None = None,
     fold_size: int = REPLAY_FOLD,
+    fold_threads: int | None = None,
 ) -> int:
     """Apply ``sections`` (ascending, after the store's position) inside ``store.bulk_load()``.
 
     Each section is decoded as it arrives (``stage``), and every ``fold_size`` events, and at the
     end, the staged events are folded set-based (``fold_staged``). Returns the events applied.
+    The last fold runs on every core (``fold_threads``, default all): nothing is read meanwhile.
     ``progress(applied_so_far, position)`` is called after each section.
     """
     total = 0
@@ -269,7 +272,7 @@ def replay(
             store.fold_staged(application_name)
         if progress is not None:
             progress(total, int(batch.column("seq")[-1].as_py()))
-    store.fold_staged(application_name)
+    store.fold_staged(application_name, threads=fold_threads or os.cpu_count() or 1)
     return total
 
 

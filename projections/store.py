@@ -96,6 +96,7 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         self._staged = 0  # events decoded into ``_new`` by ``stage`` and not folded yet
         self._staged_range = (0, 0)
         self._empty = False  # bulk load into a store without events: whole-history fold
+        self._bulk_threads = 1  # DuckDB threads of the bulk load's staging and intermediate folds
         self._con.execute(DDL[0])
 
     @staticmethod
@@ -212,7 +213,8 @@ class ReadModelStore(DuckDBTrackingRecorder):
             ).fetchone()
             self._empty = bool(empty and empty[0] == 0)
             self._staged = 0
-            self._con.execute(f"SET threads = {int(threads)}")
+            self._bulk_threads = int(threads)
+            self._con.execute(f"SET threads = {self._bulk_threads}")
             # the commit then writes the tables straight into the file instead of WAL + checkpoint
             self._con.execute("SET checkpoint_threshold = '1KB'")
             self._con.execute("BEGIN TRANSACTION")
@@ -333,13 +335,17 @@ class ReadModelStore(DuckDBTrackingRecorder):
         """Events staged and not folded yet (bulk loads)."""
         return self._staged
 
-    def fold_staged(self, application_name: str) -> int:
+    def fold_staged(self, application_name: str, threads: int | None = None) -> int:
         """Bulk load only: fold every staged event and record the last position; returns their number.
 
         Into an empty store the whole-history statements run (nothing to carry or merge); a later
         fold of the same load (a log larger than one fold) continues the stored state exactly as
         a live batch does. Either way it is the load's one transaction: nothing commits before
         the whole replay does.
+
+        ``threads``: DuckDB threads for this fold only. A replay's last fold runs once the log is
+        read, so no reading thread competes for the cores; over a whole history its window and
+        hash operators scale (227k events: 1.30 s on one thread, 0.64 s on two, measured).
         """
         with self._lock:
             if not self._staged:
@@ -347,14 +353,20 @@ class ReadModelStore(DuckDBTrackingRecorder):
             lo, hi = self._staged_range
             con = self._con
             self._insert_tracking(con, Tracking(application_name, hi))
-            if self._empty:
-                for statement in fresh_fold_statements("_new"):
-                    con.execute(statement)
-                self._fold_links(con)
-                self._drop_temps(con)
-                self._empty = False
-            else:
-                self._fold_new(con, lo, hi)
+            if threads is not None and threads != self._bulk_threads:
+                con.execute(f"SET threads = {int(threads)}")
+            try:
+                if self._empty:
+                    for statement in fresh_fold_statements("_new"):
+                        con.execute(statement)
+                    self._fold_links(con)
+                    self._drop_temps(con)
+                    self._empty = False
+                else:
+                    self._fold_new(con, lo, hi)
+            finally:
+                if threads is not None and threads != self._bulk_threads:
+                    con.execute(f"SET threads = {self._bulk_threads}")
             applied, self._staged = self._staged, 0
             return applied
 
