@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -25,6 +26,14 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(every)
+
+
+def kill_leftovers(procs: Iterable[subprocess.Popen[Any]]) -> None:
+    """Teardown: kill what a failed test left running (a passing test has stopped its processes)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def stored_history(ledger: CaseLedger) -> dict[UUID, list[tuple[int, str]]]:

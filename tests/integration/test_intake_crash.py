@@ -17,7 +17,7 @@ from hub.intake import ensure_streams
 from ops.bootstrap import build_ledger, connect_nats
 from ops.natsd import EmbeddedNats
 from tests.factories import case_history
-from tests.support import assert_exactly_once, eventually, stored_history
+from tests.support import assert_exactly_once, eventually, kill_leftovers, stored_history
 
 HUB = str(Path(sys.executable).parent / "hub")
 CASES = 1000  # × 7 closed-loop events
@@ -86,10 +86,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
         third.send_signal(signal.SIGTERM)
         assert third.wait(30) == 0, (tmp_path / "intake-3.log").read_text()
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_leftovers(procs)
         await nc.close()
 
     history = stored_history(build_ledger(store_url))

@@ -30,7 +30,7 @@ from hub.intake import IntakeSettings, ensure_streams
 from ops.bootstrap import build_ledger, connect_nats
 from ops.natsd import EmbeddedNats
 from tests.factories import LIFECYCLE, event
-from tests.support import assert_exactly_once, eventually, stored_history
+from tests.support import assert_exactly_once, eventually, kill_leftovers, stored_history
 
 HUB = str(Path(sys.executable).parent / "hub")
 WORKERS = 3
@@ -154,10 +154,7 @@ async def test_three_workers_one_killed_mid_batch_keep_every_case_in_order(
             assert int(partition) == m.partition_of(m.case_key_of(orjson.loads(msg.data)) or "")
     finally:
         publishing.cancel()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        kill_leftovers(procs.values())
         await nc.close()
 
     history = stored_history(build_ledger(store_url))
