@@ -41,6 +41,13 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    MsgAlreadyAckdError,
+    NotJSMessageError,
+    OutboundBufferLimitError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -375,9 +382,17 @@ def _route_directly(nc: NATS, sub: Any, handler: RawHandler) -> Callable[[], Non
     return lambda: routes.pop(sid, None) and None
 
 
+_ONLY_MSG_ID = b"NATS/1.0\r\nNats-Msg-Id:"
+
+
 def _parse_headers(raw: bytes) -> dict[str, str]:
     """``NATS/1.0[ status]\r\nName: value\r\n…\r\n\r\n`` → {name: value} (as nats-py does;
-    a status line becomes ``Status``/``Description``)."""
+    a status line becomes ``Status``/``Description``).
+
+    Nearly every event carries one header, its ``Nats-Msg-Id``: that block is read without
+    splitting (≈ 1.5 µs an event less on the intake's event loop)."""
+    if raw.startswith(_ONLY_MSG_ID) and raw.count(b"\r\n") == 3 and raw.endswith(b"\r\n\r\n"):
+        return {"Nats-Msg-Id": raw[len(_ONLY_MSG_ID) : -4].decode("utf-8", "replace").strip()}
     lines = raw.decode("utf-8", "replace").split("\r\n")
     out: dict[str, str] = {}
     first = lines[0]
@@ -393,6 +408,47 @@ def _parse_headers(raw: bytes) -> dict[str, str]:
         if sep and name and " " not in name and "\t" not in name:
             out[name] = value.strip()
     return out
+
+
+async def ack_all(nc: NATS, msgs: Sequence[Msg]) -> None:
+    """Acknowledge each message, as ``Msg.ack()`` does, with one buffered write for all of them.
+
+    Why: ``Msg.ack()`` is two coroutines and a formatted command per message (≈ 3 µs each on the
+    event loop the intake shares with validation); a batch of 500 acks is one ``PUB <reply> 0``
+    per message joined into one command. Still one ack per message (``AckExplicit``): a batch
+    mixes acks with naks and terms, which an ``AckAll`` of the last message would swallow. The
+    same guards as ``publish`` (closed, draining, full reconnect buffer) raise the same errors, so
+    the caller's failure path is unchanged; relies on nats-py's ``Client._send_command`` (pinned
+    < 3) and falls back to ``Msg.ack()`` without it.
+    """
+    if not msgs:
+        return
+    send = getattr(nc, "_send_command", None)
+    if send is None:
+        for msg in msgs:
+            await msg.ack()
+        return
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
+    for msg in msgs:
+        if not msg.reply:
+            raise NotJSMessageError
+        if msg._ackd:
+            raise MsgAlreadyAckdError(msg)
+    command = b"".join([b"PUB " + msg.reply.encode() + b" 0\r\n\r\n" for msg in msgs])
+    if not nc.is_connected:
+        limit = nc._max_pending_size
+        if limit <= 0 or len(command) + nc._pending_data_size > limit:
+            raise OutboundBufferLimitError
+    for msg in msgs:
+        msg._ackd = True
+    nc.stats["out_msgs"] += len(msgs)
+    await send(command)
+    flush_queue = nc._flush_queue
+    if flush_queue is not None and flush_queue.empty():
+        await nc._flush_pending()
 
 
 class Intake:
@@ -591,8 +647,7 @@ class Intake:
         if outcomes and self.on_committed is not None:
             self.on_committed()
         await self._dead_letter(letters)
-        for msg in acks:
-            await msg.ack()
+        await ack_all(self.nc, acks)
         for msg, delay in retries:
             await msg.nak(delay=delay)
         self.stats.retried += len(retries)

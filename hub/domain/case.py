@@ -31,13 +31,14 @@ source (never arrival time, so history can be imported) and the ``actor``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, CanMutateAggregate
 
 from hub.domain.sla import Deadlines
 
@@ -413,6 +414,40 @@ class Case(Aggregate):
         self.merged_into: UUID | None = None
         self.finished_reason: str | None = None
 
+    # ------------------------------------------------------------------ triggering
+    def trigger_event(self, event_class: type[CanMutateAggregate[UUID]], **kwargs: Any) -> None:
+        """Build the next event, apply it and keep it pending: what ``Aggregate.trigger_event``
+        does, for the events of this class only, at a third of the cost.
+
+        Why: the intake decides tens of thousands of events a second on one core (ADR 0002), and
+        the generic path checked the event's topic in the registry on every call, copied the
+        arguments, and built the frozen dataclass one ``object.__setattr__`` per field (≈ 3.5 of
+        the ≈ 17 µs a decided event cost). Here the topic is checked once per class (the same
+        check), the event's ``__dict__`` is filled in the dataclass's field order (so it equals,
+        and transcodes exactly like, the one its constructor builds: tests/unit/test_case_trigger.py),
+        and ``mutate``'s id and version checks are unnecessary because the event is made from them.
+        """
+        names = _FIELDS.get(event_class)
+        if names is None:
+            names = _fields_of(event_class)
+        event = object.__new__(event_class)
+        state = event.__dict__
+        state["originator_id"] = self._id
+        state["originator_version"] = version = self._version + 1
+        state["timestamp"] = timestamp = kwargs.get("timestamp") or event_class.create_timestamp()
+        try:
+            for name in names:
+                state[name] = kwargs[name]
+        except KeyError as missing:
+            raise TypeError(f"Can't construct event {event_class}: missing argument {missing}") from None
+        if len(kwargs) > len(names) + ("timestamp" in kwargs):
+            unknown = set(kwargs) - set(names) - {"timestamp"}
+            raise TypeError(f"Can't construct event {event_class}: unexpected arguments {sorted(unknown)}")
+        event.apply(self)
+        self._version = version
+        self._modified_on = timestamp
+        self._pending_events.append(event)
+
     # ------------------------------------------------------------------ queries
     @property
     def is_open(self) -> bool:
@@ -735,6 +770,24 @@ class Case(Aggregate):
             self.LinkConcluded, event_id=event_id, at=at, actor=actor, department=department,
             target_id=target_id, outcome=outcome,
         )  # fmt: skip
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+"""Per event class: its own fields in declaration order (after id, version and timestamp)."""
+_COMMON = ("originator_id", "originator_version", "timestamp")
+
+
+def _fields_of(event_class: type) -> tuple[str, ...]:
+    """The fields :meth:`Case.trigger_event` fills, once per class, after the library's own check
+    that the class is a concrete event with a registered topic (a ProgrammingError otherwise)."""
+    from eventsourcing.domain import _check_explicit_topic_is_registered
+
+    if event_class.__name__ == "Event" or not issubclass(event_class, Case.Event):
+        raise TypeError(f"{event_class} is not a concrete event of a case")
+    _check_explicit_topic_is_registered(event_class)
+    names = tuple(f.name for f in dataclasses.fields(event_class) if f.name not in _COMMON)
+    _FIELDS[event_class] = names
+    return names
 
 
 def stage_of(parts: dict[str, Part]) -> Stage:

@@ -11,6 +11,7 @@ import pytest
 
 from hub import messages as m
 from hub.audit import AuditChain, Head
+from hub.audit.chain import GENESIS, link
 from ops.bootstrap import build_ledger
 from ops.settings import store_env
 from tests.factories import case_history
@@ -62,6 +63,17 @@ def test_untouched_store_verifies(store_url: str) -> None:
     report = chain.verify()
     assert report.ok and report.checked == 21 and report.head.position == 21
     assert report.head == Head(21, 21, chain.head().head, report.head.block)
+    ledger.close()
+
+
+def test_the_chain_read_hashes_what_the_library_reads(store_url: str) -> None:
+    """The chain reads plain rows (not ``Notification`` objects): its head must equal the links
+    folded over the library's own view of the same events (ids as ``UUID``, states as bytes)."""
+    ledger, chain = _store(store_url)
+    expected = GENESIS
+    for n in ledger.recorder.select_notifications(start=1, limit=1000):
+        expected = link(expected, n)
+    assert chain.head().head == expected.hex()
     ledger.close()
 
 
