@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 MAX_DAYS = 3660
 """Searching more than ten years ahead for working time means the calendar has no working days."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _US = timedelta(microseconds=1)
-_ONE_DAY = timedelta(days=1)
+_DAY_US = 86_400_000_000
 
 
 def _micros(moment: datetime) -> int:
@@ -46,11 +47,14 @@ class WorkingCalendar:
     """Public holidays (法定节假日 and the days off shifted next to them)."""
     workdays: frozenset[date] = field(default_factory=frozenset)
     """Make-up working days (调休上班日): working although they fall on a weekend."""
-    _days: dict[date, tuple[tuple[int, int], ...]] = field(
+    _days: dict[int, tuple[tuple[int, int], ...]] = field(
         default_factory=dict, init=False, compare=False, hash=False, repr=False
     )
-    """Office periods per day in epoch microseconds: every case event computes a deadline, and
-    building zoned datetimes for each of them cost more than deciding the event itself."""
+    """Office periods per day (by ordinal) in epoch microseconds: every case event computes a
+    deadline, and building zoned datetimes for each of them cost more than deciding the event."""
+    _offset_us: int | None = field(default=None, init=False, compare=False, hash=False, repr=False)
+    """The zone's fixed UTC offset (China Standard Time has no daylight saving): the local day of a
+    moment is then integer arithmetic, not a conversion (≈ 1.5 µs of a deadline's ≈ 2.8)."""
 
     def __post_init__(self) -> None:
         previous_end: time | None = None
@@ -62,6 +66,9 @@ class WorkingCalendar:
             previous_end = end
         if both := self.holidays & self.workdays:
             raise CalendarError(f"{min(both)} is both a holiday and a make-up working day")
+        if isinstance(self.tz, timezone):
+            offset = self.tz.utcoffset(None)
+            object.__setattr__(self, "_offset_us", offset // _US)
 
     # ------------------------------------------------------------------ days
     def is_working_day(self, day: date) -> bool:
@@ -80,10 +87,11 @@ class WorkingCalendar:
             for start, end in self.periods
         )
 
-    def _micro_periods(self, day: date) -> tuple[tuple[int, int], ...]:
+    def _micro_periods(self, day: int) -> tuple[tuple[int, int], ...]:
+        """Office periods of the day with ordinal ``day``."""
         periods = self._days.get(day)
         if periods is None:
-            periods = tuple((_micros(b), _micros(e)) for b, e in self._periods_of(day))
+            periods = tuple((_micros(b), _micros(e)) for b, e in self._periods_of(date.fromordinal(day)))
             if len(self._days) > 20_000:
                 self._days.clear()
             self._days[day] = periods
@@ -94,6 +102,13 @@ class WorkingCalendar:
             raise CalendarError(f"{moment.isoformat()} has no time zone; event times must be aware")
         return moment.astimezone(self.tz)
 
+    def _local_day(self, moment: datetime, micros: int) -> int:
+        """The ordinal of ``moment``'s local date (``micros`` is the same moment)."""
+        offset = self._offset_us
+        if offset is None or moment.tzinfo is None:
+            return self._local(moment).toordinal()
+        return _EPOCH_ORDINAL + (micros + offset) // _DAY_US
+
     # ------------------------------------------------------------------ arithmetic
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The moment ``duration`` of working time after ``start`` (returned in UTC).
@@ -102,9 +117,14 @@ class WorkingCalendar:
         """
         if duration < timedelta(0):
             raise CalendarError(f"negative working time {duration}")
-        day = self._local(start).date()
+        return self.add_micros(start, duration // _US)
+
+    def add_micros(self, start: datetime, remaining: int) -> datetime:
+        """:meth:`add` for a duration already in microseconds (SLA rules convert theirs once)."""
+        if start.tzinfo is None:
+            raise CalendarError(f"{start.isoformat()} has no time zone; event times must be aware")
         now = _micros(start)
-        remaining = duration // _US
+        day = self._local_day(start, now)
         for _ in range(MAX_DAYS):
             for begin, end in self._micro_periods(day):
                 if end <= now:
@@ -114,7 +134,7 @@ class WorkingCalendar:
                 if remaining <= available:
                     return _EPOCH + timedelta(microseconds=begin + remaining)
                 remaining -= available
-            day += _ONE_DAY
+            day += 1
         raise CalendarError(f"no working time within {MAX_DAYS} days after {start.isoformat()}")
 
     def between(self, start: datetime, end: datetime) -> timedelta:
@@ -124,13 +144,13 @@ class WorkingCalendar:
             return timedelta(0)
         lo_us, hi_us = _micros(start), _micros(end)
         total = 0
-        day, last = a.date(), b.date()
+        day, last = a.toordinal(), b.toordinal()
         while day <= last:
             for begin, finish in self._micro_periods(day):
                 lo, hi = max(begin, lo_us), min(finish, hi_us)
                 if hi > lo:
                     total += hi - lo
-            day += _ONE_DAY
+            day += 1
         return timedelta(microseconds=total)
 
     def working_day_hours(self) -> float:

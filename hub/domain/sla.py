@@ -112,7 +112,7 @@ class CaseDeadlines:
     deadline on nearly every event, so the lookup must not scan the table each time.
     """
 
-    __slots__ = ("category", "department", "kind", "policy", "priority", "rules")
+    __slots__ = ("category", "department", "kind", "limits", "policy", "priority", "rules")
 
     def __init__(self, policy: SlaPolicy, department: str, kind: str, category: str, priority: str) -> None:
         self.policy = policy
@@ -123,15 +123,23 @@ class CaseDeadlines:
             )
             for stage in CLOCKED_STAGES
         }
+        self.limits: dict[str, tuple[bool, timedelta, int]] = {}
+        """Stage → (calendar clock?, limit, limit in µs): converted once, not per event."""
+        for stage, rule in self.rules.items():
+            if rule is not None:
+                limit = timedelta(hours=rule.hours[stage])
+                self.limits[stage] = (rule.clock == "calendar", limit, limit // timedelta(microseconds=1))
 
     def due(self, stage: str, start: datetime) -> datetime | None:
-        rule = self.rules.get(stage)
-        if rule is None:
+        limit = self.limits.get(stage)
+        if limit is None:
             return None
-        limit = timedelta(hours=rule.hours[stage])
-        if rule.clock == "calendar":
-            return start + limit
-        return self.policy.calendar.add(start, limit)
+        calendar_clock, duration, micros = limit
+        if calendar_clock:
+            return start + duration
+        if micros < 0:
+            return self.policy.calendar.add(start, duration)  # refused there, with the reason
+        return self.policy.calendar.add_micros(start, micros)
 
     def resume(self, stage: str, due: datetime, suspended_at: datetime, resumed_at: datetime) -> datetime:
         if due <= suspended_at:  # already overdue when suspended: the breach stands

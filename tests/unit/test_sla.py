@@ -7,7 +7,7 @@ make-up days from hub/defaults/calendar.toml.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -44,6 +44,25 @@ def cst(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
 def test_working_time_deadlines(start: datetime, hours: float, expected: datetime, why: str) -> None:
     assert CAL.add(start, timedelta(hours=hours)) == expected, why
     assert CAL.between(start, expected) == timedelta(hours=hours), why
+
+
+def test_fixed_offset_arithmetic_agrees_with_zone_conversion() -> None:
+    """A fixed-offset zone finds the local day by integer arithmetic; a named zone converts. Both
+    must give the same deadlines and working times (Asia/Shanghai has kept +08:00 since 1991)."""
+    import dataclasses
+    import random
+    from zoneinfo import ZoneInfo
+
+    named = dataclasses.replace(CAL, tz=ZoneInfo("Asia/Shanghai"))
+    assert CAL._offset_us is not None and named._offset_us is None
+    rng = random.Random(7)
+    for _ in range(2000):
+        start = cst(2025, 9, 20, 0) + timedelta(minutes=rng.randrange(0, 60 * 24 * 200))
+        start = start.astimezone(rng.choice([UTC, CST, timezone(timedelta(hours=-5))]))
+        duration = timedelta(minutes=rng.randrange(0, 60 * 40))
+        due = CAL.add(start, duration)
+        assert due == named.add(start, duration), (start, duration)
+        assert CAL.between(start, due) == named.between(start, due) == duration, (start, duration)
 
 
 def test_calendar_days() -> None:
