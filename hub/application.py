@@ -32,7 +32,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import EventStore, IntegrityError, Mapper, Transcoding
+from eventsourcing.persistence import EventStore, IntegrityError, Mapper, StoredEvent, Transcoding
 
 from hub import messages as m
 from hub import privacy
@@ -222,6 +222,38 @@ class CaseLedger(Application[UUID]):
             self._commit(touched)
         return outcomes
 
+    def stage_batch(
+        self, items: Sequence[m.Valid], *, trust_cache: bool = True
+    ) -> tuple[list[Outcome], list[StoredEvent]]:
+        """Decide a batch and map its new events to stored rows, without recording them.
+
+        For a writer that records elsewhere (ops/writer.py: its recorder process commits the rows
+        while the next batch is decided here). The case cache then runs ahead of the store: it
+        holds what was staged, so the next batch is decided on top of it; when a staged batch is
+        not recorded the caller must :meth:`forget_all` and stage every later batch again.
+        ``trust_cache=False`` reads every case from the store and creates no case optimistically
+        (after a conflict: a reported case existed after all).
+        """
+        try:
+            outcomes, touched = self._decide_batch(items, trust_cache=trust_cache)
+        except BaseException:
+            self.forget_all()  # cases it touched may hold half a batch: none of it may be staged later
+            raise
+        events = [event for case in touched.values() for event in case.collect_events()]
+        try:
+            store = self.events
+            assert isinstance(store, privacy.SealingEventStore)
+            stored = store.to_stored(events)
+        except BaseException:
+            self._forget(touched)
+            raise
+        self._remember(touched)
+        return outcomes, stored
+
+    def forget_all(self) -> None:
+        """Drop every cached case: the next decisions read the store (after a batch was not recorded)."""
+        self._cache.clear()
+
     def _commit(self, touched: dict[UUID, Case]) -> None:
         """Record every new event of the batch in one transaction: the event store's ``put``, which is
         what ``save()`` does after its per-aggregate runtime protocol checks (profiled on this path)."""
@@ -232,6 +264,9 @@ class CaseLedger(Application[UUID]):
             except BaseException:
                 self._forget(touched)
                 raise
+        self._remember(touched)
+
+    def _remember(self, touched: dict[UUID, Case]) -> None:
         for case_id, case in touched.items():
             self._cache[case_id] = case
             self._cache.move_to_end(case_id)

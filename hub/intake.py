@@ -86,7 +86,7 @@ LEGACY_FILTERS = tuple(f"{m.SUBJECT_PREFIX}.{tail}" for tail in ("*", "*.*", "*.
 4-token events keep working and malformed subjects still reach the intake and are dead-lettered.
 (A 5-token subject stored before the transform existed, and not ending in a partition number,
 would match no durable: the hub never published one — the 5-token form came with the transform.)"""
-PIPELINE = 2
+PIPELINE = 3
 """Batches handed to the writer before the oldest is settled (more only adds latency)."""
 T = TypeVar("T")
 

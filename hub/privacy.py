@@ -485,6 +485,13 @@ class SealingEventStore(EventStore[UUID]):
             self.mapper.prepare(domain_events)
         return super().put(domain_events, **kwargs)
 
+    def to_stored(self, domain_events: Sequence[Any]) -> list[StoredEvent]:
+        """What :meth:`put` would record, without recording it (the store writer hands the rows to
+        its recorder process, ops/writer.py): the batch's keys prepared, each event mapped."""
+        if isinstance(self.mapper, PrivacyMapper):
+            self.mapper.prepare(domain_events)
+        return [self.mapper.to_stored_event(event) for event in domain_events]
+
 
 def install(mapper: Mapper[UUID], recorder: Any, env: Mapping[str, str]) -> EventStore[UUID]:
     """Give the application's mapper its keyring and return the sealing event store (CaseLedger)."""

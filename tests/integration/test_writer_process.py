@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -117,3 +118,98 @@ def test_a_dead_chain_follower_is_restarted_and_catches_up(tmp_path: Path) -> No
     chain = AuditChain(store.recorder)
     assert chain.head().count == len(valids)
     assert chain.verify().ok
+
+
+def _versions(url: str) -> dict[str, list[int]]:
+    """Per case id: the versions the store holds (through the library, as auditors read it)."""
+    store = build_ledger(url)
+    out: dict[str, list[int]] = {}
+    for n in store.recorder.select_notifications(start=1, limit=100_000):
+        out.setdefault(str(n.originator_id), []).append(n.originator_version)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_conflict_is_decided_again_with_the_batches_staged_on_top_of_it(tmp_path: Path) -> None:
+    """A cold writer creates reported cases optimistically: the store refuses them (they exist), the
+    batch is decided again from the store, and the batch already staged on top of it is too."""
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    valids = _valids("K", 50)  # reports, registers, dispatches of 50 cases
+    reports, registers = valids[:50], valids[50:100]
+    build_ledger(url).apply_batch(reports)  # recorded before this writer ever saw them
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            first, second = await asyncio.gather(ledger.submit_batch(reports), ledger.submit_batch(registers))
+            assert {o.verdict for o in first} == {Verdict.DUPLICATE}
+            assert {o.verdict for o in second} == {Verdict.APPLIED}
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
+    assert set(map(tuple, _versions(url).values())) == {(1, 2)}
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_not_recorded_fails_and_nothing_decided_on_top_of_it_is_recorded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    valids = _valids("N", 20)
+    reports, registers, dispatches = valids[:20], valids[20:40], valids[40:60]
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            assert {o.verdict for o in await ledger.submit_batch(reports)} == {Verdict.APPLIED}
+            # The store refuses every second version from now on (as a failing disk or a broken
+            # constraint would): the registers cannot be recorded, even when decided again.
+            con = sqlite3.connect(url.removeprefix("sqlite:///"))
+            con.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON stored_events WHEN NEW.originator_version = 2"
+                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+            con.commit()
+            failed, after = await asyncio.gather(
+                ledger.submit_batch(registers), ledger.submit_batch(dispatches), return_exceptions=True
+            )
+            assert isinstance(failed, WriterError) and "refused by the test" in str(failed)
+            # The dispatches were decided on top of the registers; decided again from the store,
+            # each case is still only reported, so the dispatch is refused (and retried by the intake).
+            assert isinstance(after, list) and {o.verdict for o in after} == {Verdict.REFUSED}
+            con.execute("DROP TRIGGER refuse")
+            con.commit()
+            con.close()
+            assert {o.verdict for o in await ledger.submit_batch(registers)} == {Verdict.APPLIED}
+            assert {o.verdict for o in await ledger.submit_batch(dispatches)} == {Verdict.APPLIED}
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
+    assert set(map(tuple, _versions(url).values())) == {(1, 2, 3)}
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_recorder_fails_the_batches_in_flight_and_the_writer_restarts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    valids = _valids("D", 30)
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            assert {o.verdict for o in await ledger.submit_batch(valids[:30])} == {Verdict.APPLIED}
+            assert ledger._process is not None
+            writer = ledger._process.pid
+            (recorder,) = (
+                int(pid) for pid in Path(f"/proc/{writer}/task/{writer}/children").read_text().split()
+            )
+            os.kill(recorder, signal.SIGKILL)
+            with pytest.raises(WriterError):
+                await ledger.submit_batch(valids[30:60])
+            # The next batch starts a new writer (and recorder); the lost batch is sent again.
+            assert {o.verdict for o in await ledger.submit_batch(valids[30:60])} == {Verdict.APPLIED}
+            assert {o.verdict for o in await ledger.submit_batch(valids[60:])} == {Verdict.APPLIED}
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
+    assert set(map(tuple, _versions(url).values())) == {(1, 2, 3)}
