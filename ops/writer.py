@@ -128,8 +128,9 @@ class _Recorded(msgspec.Struct, tag="recorded", array_like=True):
     """Not attempted: an earlier batch failed, and no reset came since."""
 
 
-WINDOW = 2
-"""Staged batches the recorder may hold at once (each decided on top of the ones before it)."""
+WINDOW = 3
+"""Staged batches the recorder may hold at once (each decided on top of the ones before it); the
+intake's ``PIPELINE`` is one more, so a batch is always waiting when the writer is free."""
 
 
 def _start_recorder(store_url: str, config_dir: str | None) -> Connection:
