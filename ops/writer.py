@@ -140,6 +140,7 @@ def _start_recorder(store_url: str, config_dir: str | None) -> Connection:
     pid = os.fork()
     if pid == 0:  # the recorder
         parent.close()
+        multiprocessing.current_process().name = "hub-store-recorder"
         code = 0
         try:
             _record(child, store_url, config_dir)

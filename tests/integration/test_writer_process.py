@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,6 +121,19 @@ def test_a_dead_chain_follower_is_restarted_and_catches_up(tmp_path: Path) -> No
     assert chain.verify().ok
 
 
+def _with_writer(url: str, body: Callable[[RemoteLedger], Awaitable[None]]) -> None:
+    """Run ``body`` against a fresh store writer on ``url``, closing it however ``body`` ends."""
+
+    async def scenario() -> None:
+        ledger = RemoteLedger(url)
+        try:
+            await body(ledger)
+        finally:
+            ledger.close()
+
+    asyncio.run(scenario())
+
+
 def _versions(url: str) -> dict[str, list[int]]:
     """Per case id: the versions the store holds (through the library, as auditors read it)."""
     store = build_ledger(url)
@@ -138,16 +152,12 @@ def test_a_conflict_is_decided_again_with_the_batches_staged_on_top_of_it(tmp_pa
     reports, registers = valids[:50], valids[50:100]
     build_ledger(url).apply_batch(reports)  # recorded before this writer ever saw them
 
-    async def scenario() -> None:
-        ledger = RemoteLedger(url)
-        try:
-            first, second = await asyncio.gather(ledger.submit_batch(reports), ledger.submit_batch(registers))
-            assert {o.verdict for o in first} == {Verdict.DUPLICATE}
-            assert {o.verdict for o in second} == {Verdict.APPLIED}
-        finally:
-            ledger.close()
+    async def scenario(ledger: RemoteLedger) -> None:
+        first, second = await asyncio.gather(ledger.submit_batch(reports), ledger.submit_batch(registers))
+        assert {o.verdict for o in first} == {Verdict.DUPLICATE}
+        assert {o.verdict for o in second} == {Verdict.APPLIED}
 
-    asyncio.run(scenario())
+    _with_writer(url, scenario)
     assert set(map(tuple, _versions(url).values())) == {(1, 2)}
 
 
@@ -157,34 +167,30 @@ def test_a_batch_not_recorded_fails_and_nothing_decided_on_top_of_it_is_recorded
     valids = _valids("N", 20)
     reports, registers, dispatches = valids[:20], valids[20:40], valids[40:60]
 
-    async def scenario() -> None:
-        ledger = RemoteLedger(url)
-        try:
-            assert {o.verdict for o in await ledger.submit_batch(reports)} == {Verdict.APPLIED}
-            # The store refuses every second version from now on (as a failing disk or a broken
-            # constraint would): the registers cannot be recorded, even when decided again.
-            con = sqlite3.connect(url.removeprefix("sqlite:///"))
-            con.execute(
-                "CREATE TRIGGER refuse BEFORE INSERT ON stored_events WHEN NEW.originator_version = 2"
-                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-            )
-            con.commit()
-            failed, after = await asyncio.gather(
-                ledger.submit_batch(registers), ledger.submit_batch(dispatches), return_exceptions=True
-            )
-            assert isinstance(failed, WriterError) and "refused by the test" in str(failed)
-            # The dispatches were decided on top of the registers; decided again from the store,
-            # each case is still only reported, so the dispatch is refused (and retried by the intake).
-            assert isinstance(after, list) and {o.verdict for o in after} == {Verdict.REFUSED}
-            con.execute("DROP TRIGGER refuse")
-            con.commit()
-            con.close()
-            assert {o.verdict for o in await ledger.submit_batch(registers)} == {Verdict.APPLIED}
-            assert {o.verdict for o in await ledger.submit_batch(dispatches)} == {Verdict.APPLIED}
-        finally:
-            ledger.close()
+    async def scenario(ledger: RemoteLedger) -> None:
+        assert {o.verdict for o in await ledger.submit_batch(reports)} == {Verdict.APPLIED}
+        # The store refuses every second version from now on (as a failing disk or a broken
+        # constraint would): the registers cannot be recorded, even when decided again.
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        con.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON stored_events WHEN NEW.originator_version = 2"
+            " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+        con.commit()
+        failed, after = await asyncio.gather(
+            ledger.submit_batch(registers), ledger.submit_batch(dispatches), return_exceptions=True
+        )
+        assert isinstance(failed, WriterError) and "refused by the test" in str(failed)
+        # The dispatches were decided on top of the registers; decided again from the store,
+        # each case is still only reported, so the dispatch is refused (and retried by the intake).
+        assert isinstance(after, list) and {o.verdict for o in after} == {Verdict.REFUSED}
+        con.execute("DROP TRIGGER refuse")
+        con.commit()
+        con.close()
+        assert {o.verdict for o in await ledger.submit_batch(registers)} == {Verdict.APPLIED}
+        assert {o.verdict for o in await ledger.submit_batch(dispatches)} == {Verdict.APPLIED}
 
-    asyncio.run(scenario())
+    _with_writer(url, scenario)
     assert set(map(tuple, _versions(url).values())) == {(1, 2, 3)}
 
 
@@ -193,23 +199,17 @@ def test_a_killed_recorder_fails_the_batches_in_flight_and_the_writer_restarts(t
     url = f"sqlite:///{tmp_path / 'events.sqlite'}"
     valids = _valids("D", 30)
 
-    async def scenario() -> None:
-        ledger = RemoteLedger(url)
-        try:
-            assert {o.verdict for o in await ledger.submit_batch(valids[:30])} == {Verdict.APPLIED}
-            assert ledger._process is not None
-            writer = ledger._process.pid
-            (recorder,) = (
-                int(pid) for pid in Path(f"/proc/{writer}/task/{writer}/children").read_text().split()
-            )
-            os.kill(recorder, signal.SIGKILL)
-            with pytest.raises(WriterError):
-                await ledger.submit_batch(valids[30:60])
-            # The next batch starts a new writer (and recorder); the lost batch is sent again.
-            assert {o.verdict for o in await ledger.submit_batch(valids[30:60])} == {Verdict.APPLIED}
-            assert {o.verdict for o in await ledger.submit_batch(valids[60:])} == {Verdict.APPLIED}
-        finally:
-            ledger.close()
+    async def scenario(ledger: RemoteLedger) -> None:
+        assert {o.verdict for o in await ledger.submit_batch(valids[:30])} == {Verdict.APPLIED}
+        assert ledger._process is not None
+        writer = ledger._process.pid
+        (recorder,) = (int(pid) for pid in Path(f"/proc/{writer}/task/{writer}/children").read_text().split())
+        os.kill(recorder, signal.SIGKILL)
+        with pytest.raises(WriterError):
+            await ledger.submit_batch(valids[30:60])
+        # The next batch starts a new writer (and recorder); the lost batch is sent again.
+        assert {o.verdict for o in await ledger.submit_batch(valids[30:60])} == {Verdict.APPLIED}
+        assert {o.verdict for o in await ledger.submit_batch(valids[60:])} == {Verdict.APPLIED}
 
-    asyncio.run(scenario())
+    _with_writer(url, scenario)
     assert set(map(tuple, _versions(url).values())) == {(1, 2, 3)}
