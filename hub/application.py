@@ -369,9 +369,8 @@ class CaseLedger(Application[UUID]):
         wanted = [
             (i, v.payload.location)
             for i, v in enumerate(items)
-            if v.envelope.action is m.Action.REPORTED
+            if isinstance(v.payload, m.Reported)  # first: the cheapest test, false for 6 events in 7
             and v.envelope.grid is None
-            and isinstance(v.payload, m.Reported)
             and v.payload.location is not None
         ]
         if not wanted:

@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import msgspec
@@ -114,9 +114,19 @@ def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
 
 
 # --------------------------------------------------------------------------- deciding and recording
+class _Row(msgspec.Struct, array_like=True, frozen=True):
+    """A stored event as it crosses to the recorder: the fields of the library's ``StoredEvent``
+    under the same names, which is all its recorders read (decoded as such, not rebuilt)."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
 class _Record(msgspec.Struct, tag="record", array_like=True):
     seq: int
-    events: list[tuple[UUID, int, str, bytes]]
+    events: list[_Row]
 
 
 class _Reset(msgspec.Struct, tag="reset", array_like=True):
@@ -208,7 +218,7 @@ def _record(conn: Connection, store_url: str, config_dir: str | None) -> None:
             reply.skipped = True
         elif request.events:
             try:
-                store.insert_events([StoredEvent(*row) for row in request.events])
+                store.insert_events(cast("list[StoredEvent]", request.events))
             except IntegrityError as exc:
                 poisoned, reply.error, reply.conflict = True, f"{exc.__class__.__name__}: {exc}", True
             except Exception as exc:
@@ -299,7 +309,7 @@ class _Decider:
             return
         self.seq += 1
         batch.seq = self.seq
-        rows = [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored]
+        rows = [_Row(s.originator_id, s.originator_version, s.topic, s.state) for s in stored]
         self.recorder.send_bytes(self.encoder.encode(_Record(batch.seq, rows)))
         self.staged.append(batch)
 
