@@ -103,14 +103,22 @@ def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s writer %(name)s: %(message)s")
     encoder = msgspec.msgpack.Encoder()
     try:
-        recorder = _start_recorder(store_url, config_dir)  # forked before this process opens the store
+        recorder, pid = _start_recorder(store_url, config_dir)  # forked before this process opens the store
         ledger = build_ledger(store_url, config_dir=Path(config_dir) if config_dir else None)
     except Exception as exc:
         conn.send_bytes(encoder.encode(_Failed(f"cannot open the event store: {exc}")))
         return
     _tune_gc()
     conn.send_bytes(encoder.encode(_Ready()))
-    _Decider(conn, ledger, recorder).run()
+    try:
+        _Decider(conn, ledger, recorder).run()
+    finally:
+        # The recorder finishes the batch in hand and exits at end-of-file; waiting for it means
+        # that once this process is gone, so is every commit (the chain follower, stopped after
+        # the writer, then chains them all).
+        recorder.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 # --------------------------------------------------------------------------- deciding and recording
@@ -148,7 +156,7 @@ WINDOW = 3
 intake's ``PIPELINE`` is one more, so a batch is always waiting when the writer is free."""
 
 
-def _start_recorder(store_url: str, config_dir: str | None) -> Connection:
+def _start_recorder(store_url: str, config_dir: str | None) -> tuple[Connection, int]:
     """Fork the recorder child (before this process opens any store connection) and wait until it
     has opened the store. ``os.fork``, not multiprocessing: the writer is itself a daemonic child."""
     parent, child = multiprocessing.Pipe()
@@ -175,7 +183,7 @@ def _start_recorder(store_url: str, config_dir: str | None) -> Connection:
         raise WriterError("the store recorder exited while starting") from exc
     if ready.error:
         raise WriterError(ready.error)
-    return parent
+    return parent, pid
 
 
 def _record(conn: Connection, store_url: str, config_dir: str | None) -> None:
