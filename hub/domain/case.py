@@ -415,6 +415,44 @@ class Case(Aggregate):
         self.finished_reason: str | None = None
 
     # ------------------------------------------------------------------ triggering
+    @classmethod
+    def _create(cls, event_class: type[Any], *, id: Any = None, **kwargs: Any) -> Case:
+        """Open a case with its ``Reported`` event: what the library's ``_create`` does (and its
+        ``Created.mutate`` on replay), for this class only, without its per-call signature
+        filtering and dataclass construction (≈ 13 of the ≈ 20 µs a report cost the intake).
+
+        The event's ``__dict__`` is filled in field order and the case initialised with the same
+        arguments, so event and case equal the library's (tests/unit/test_case_trigger.py). Any
+        other event class, or a missing id, takes the library's own path.
+        """
+        if event_class is not cls.Reported or not isinstance(id, UUID):
+            return super()._create(event_class, id=id, **kwargs)
+        names = _FIELDS.get(event_class)
+        if names is None:
+            names = _fields_of(event_class)
+        event = object.__new__(event_class)
+        state = event.__dict__
+        state["originator_id"] = id
+        state["originator_version"] = version = cls.INITIAL_VERSION
+        state["timestamp"] = timestamp = kwargs.get("timestamp") or event_class.create_timestamp()
+        state["originator_topic"] = _CASE_TOPIC
+        try:
+            for name in names[1:]:  # after originator_topic
+                state[name] = kwargs[name]
+        except KeyError as missing:
+            raise TypeError(
+                f"Unable to construct {event_class.__qualname__!r} event: missing {missing}"
+            ) from None
+        if len(kwargs) > len(names) - 1 + ("timestamp" in kwargs):
+            unknown = sorted(set(kwargs) - set(names) - {"timestamp"})
+            raise TypeError(f"Unable to construct the Reported event: unexpected {unknown}")
+        case = cls.__new__(cls)
+        case.__base_init__(id, version, timestamp)
+        case.__init__(**{name: state[name] for name in names[1:]})  # type: ignore[misc]
+        event.apply(case)
+        case._pending_events.append(event)
+        return case
+
     def trigger_event(self, event_class: type[CanMutateAggregate[UUID]], **kwargs: Any) -> None:
         """Build the next event, apply it and keep it pending: what ``Aggregate.trigger_event``
         does, for the events of this class only, at a third of the cost.
@@ -775,6 +813,8 @@ class Case(Aggregate):
 _FIELDS: dict[type, tuple[str, ...]] = {}
 """Per event class: its own fields in declaration order (after id, version and timestamp)."""
 _COMMON = ("originator_id", "originator_version", "timestamp")
+_CASE_TOPIC = "citybrain.case"
+"""``get_topic(Case)``: the class's explicit topic, registered by the library (asserted in tests)."""
 
 
 def _fields_of(event_class: type) -> tuple[str, ...]:

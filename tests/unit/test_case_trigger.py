@@ -74,3 +74,31 @@ def test_an_unregistered_topic_is_a_programming_error() -> None:
 
     with pytest.raises(ProgrammingError, match="not registered"):
         _closed_case().trigger_event(Stray, event_id="x", at=datetime.now(UTC), actor="u", department="d")
+
+
+def test_a_report_equals_the_one_the_library_creates() -> None:
+    """``Case._create`` (the lean path of every report) against the library's own ``_create``."""
+    from eventsourcing.utils import get_topic
+
+    from hub.domain.case import _CASE_TOPIC
+
+    assert get_topic(Case) == _CASE_TOPIC
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    kwargs = {
+        "id": uuid4(), "timestamp": at, "event_id": "e0", "at": at, "actor": "u1",
+        "department": "citymgmt", "source": "dcm", "caseref": "R1", "kind": "case", "category": "01",
+        "title": "井盖缺失", "description": "", "priority": "normal", "channel": "hotline", "grid": "g1",
+        "location": {"lon": 120.1, "lat": 30.2}, "reporter": {"name": "张三"}, "attachments": ["a.jpg"],
+        "due": at + timedelta(hours=2),
+    }  # fmt: skip
+    lean = Case._create(Case.Reported, **kwargs)
+    library = super(Case, Case)._create(Case.Reported, **kwargs)
+    (lean_event,), (library_event,) = lean.collect_events(), library.collect_events()
+    assert list(lean_event.__dict__) == list(library_event.__dict__)
+    assert lean_event == library_event
+    assert lean.__dict__ == library.__dict__
+    assert lean_event.mutate(None).__dict__ == lean.__dict__  # replay (the library's path) agrees
+    with pytest.raises(TypeError, match="unexpected"):
+        Case._create(Case.Reported, **kwargs, bogus=1)
+    with pytest.raises(TypeError, match="missing"):
+        Case._create(Case.Reported, **{k: v for k, v in kwargs.items() if k != "title"})
