@@ -62,7 +62,7 @@ def soak_events() -> Iterator[dict[str, Any]]:
 
 
 def _memory(procs: list[Any], nats_pid: int | None = None) -> dict[str, int]:
-    """RSS in MiB of every worker's processes, keyed ``w<i>.<role>`` (intake, writer, chain), and
+    """RSS in MiB of every worker's processes, keyed ``w<i>.<role>`` (intake, writer, recorder, chain), and
     of nats-server when given: its per-subject state is what case-keyed subjects would grow."""
     out = {"nats-server": round(rss_kib(nats_pid) / 1024)} if nats_pid else {}
     for i, proc in enumerate(procs):

@@ -116,7 +116,8 @@ def children(pid: int) -> list[int]:
 
 def worker_processes(pid: int) -> dict[str, int]:
     """The processes of one ``hub intake`` worker by role: ``intake``, ``writer`` (the store writer,
-    started first), ``chain`` (the audit-chain follower, started after it). multiprocessing's
+    started first), ``chain`` (the audit-chain follower, started after it), ``recorder`` (the
+    writer's child). multiprocessing's
     resource tracker, when present, is left out."""
     roles = {"intake": pid}
     spawned = []
@@ -130,4 +131,7 @@ def worker_processes(pid: int) -> dict[str, int]:
         spawned.append(child)
     for role, child in zip(("writer", "chain"), spawned, strict=False):
         roles[role] = child
+    if "writer" in roles:  # the writer's recorder, forked by it (ops/writer.py)
+        for child in children(roles["writer"])[:1]:
+            roles["recorder"] = child
     return roles

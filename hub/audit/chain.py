@@ -67,7 +67,7 @@ class _Row(NamedTuple):
 
     id: int
     originator_id: Any
-    """As stored: hex text on SQLite, a ``UUID`` on PostgreSQL (see :meth:`AuditChain._oid_bytes`)."""
+    """As stored: hex text on SQLite, a ``UUID`` on PostgreSQL (see :meth:`AuditChain._row_link`)."""
     originator_version: int
     topic: str
     state: Any
@@ -177,11 +177,9 @@ class AuditChain:
                 break
             ids: list[int] = []
             links = bytearray()
-            oid_bytes = self._oid_bytes
+            row_link = self._row_link
             for n in section:
-                previous = _link(
-                    previous, n.id, n.originator_version, oid_bytes(n.originator_id), n.topic, n.state
-                )
+                previous = row_link(previous, n)
                 ids.append(n.id)
                 links += previous[:LINK_BYTES]
             block += 1
@@ -259,14 +257,17 @@ class AuditChain:
                 return UUID(oid)
         return oid
 
-    def _oid_bytes(self, oid: Any) -> bytes:
-        """The id's bytes as :func:`link` hashes them for the library's converted id: a ``UUID``'s
-        16 bytes (SQLite stores its 32-digit hex), otherwise the text of a text-typed id."""
+    def _row_link(self, previous: bytes, row: _Row) -> bytes:
+        """:func:`link` of a row as read: the id hashed as the library's converted id would be, a
+        ``UUID``'s 16 bytes (SQLite stores its 32-digit hex), otherwise a text-typed id's text."""
+        oid = row.originator_id
         if isinstance(oid, UUID):
-            return oid.bytes
-        if self._uuid_ids:
-            return bytes.fromhex(oid) if len(oid) == 32 else UUID(oid).bytes
-        return str(oid).encode()
+            oid_bytes = oid.bytes
+        elif self._uuid_ids:
+            oid_bytes = bytes.fromhex(oid) if len(oid) == 32 else UUID(oid).bytes
+        else:
+            oid_bytes = str(oid).encode()
+        return _link(previous, row.id, row.originator_version, oid_bytes, row.topic, row.state)
 
     def verify(self, anchor: Head | None = None, progress: Callable[[int], None] | None = None) -> Report:
         """Recompute the chain from the store; the report names the FIRST disagreement."""
@@ -312,14 +313,7 @@ class AuditChain:
                         f"position {expected_id} is in the chain but missing from the store"
                         " (a row was deleted)",
                     )
-                current = _link(
-                    previous,
-                    pending.id,
-                    pending.originator_version,
-                    self._oid_bytes(pending.originator_id),
-                    pending.topic,
-                    pending.state,
-                )
+                current = self._row_link(previous, pending)
                 if current[:LINK_BYTES] != links[i * LINK_BYTES : (i + 1) * LINK_BYTES]:
                     return stop(
                         expected_id,

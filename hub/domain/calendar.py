@@ -103,9 +103,9 @@ class WorkingCalendar:
         return moment.astimezone(self.tz)
 
     def _local_day(self, moment: datetime, micros: int) -> int:
-        """The ordinal of ``moment``'s local date (``micros`` is the same moment)."""
+        """The ordinal of ``moment``'s local date (``micros`` is the same, aware, moment)."""
         offset = self._offset_us
-        if offset is None or moment.tzinfo is None:
+        if offset is None:
             return self._local(moment).toordinal()
         return _EPOCH_ORDINAL + (micros + offset) // _DAY_US
 
@@ -115,12 +115,12 @@ class WorkingCalendar:
 
         A deadline that uses up a period exactly ends at that period's end (12:00, not 13:30).
         """
-        if duration < timedelta(0):
-            raise CalendarError(f"negative working time {duration}")
         return self.add_micros(start, duration // _US)
 
     def add_micros(self, start: datetime, remaining: int) -> datetime:
         """:meth:`add` for a duration already in microseconds (SLA rules convert theirs once)."""
+        if remaining < 0:
+            raise CalendarError(f"negative working time {timedelta(microseconds=remaining)}")
         if start.tzinfo is None:
             raise CalendarError(f"{start.isoformat()} has no time zone; event times must be aware")
         now = _micros(start)

@@ -421,34 +421,17 @@ class Case(Aggregate):
         ``Created.mutate`` on replay), for this class only, without its per-call signature
         filtering and dataclass construction (≈ 13 of the ≈ 20 µs a report cost the intake).
 
-        The event's ``__dict__`` is filled in field order and the case initialised with the same
-        arguments, so event and case equal the library's (tests/unit/test_case_trigger.py). Any
-        other event class, or a missing id, takes the library's own path.
+        The event is built by :func:`_new_event` and the case initialised with the event's own
+        fields, so event and case equal the library's (tests/unit/test_case_trigger.py). Any other
+        event class, or a missing id, takes the library's own path.
         """
         if event_class is not cls.Reported or not isinstance(id, UUID):
             return super()._create(event_class, id=id, **kwargs)
-        names = _FIELDS.get(event_class)
-        if names is None:
-            names = _fields_of(event_class)
-        event = object.__new__(event_class)
+        event = _new_event(event_class, id, cls.INITIAL_VERSION, {**kwargs, "originator_topic": cls.TOPIC})
         state = event.__dict__
-        state["originator_id"] = id
-        state["originator_version"] = version = cls.INITIAL_VERSION
-        state["timestamp"] = timestamp = kwargs.get("timestamp") or event_class.create_timestamp()
-        state["originator_topic"] = _CASE_TOPIC
-        try:
-            for name in names[1:]:  # after originator_topic
-                state[name] = kwargs[name]
-        except KeyError as missing:
-            raise TypeError(
-                f"Unable to construct {event_class.__qualname__!r} event: missing {missing}"
-            ) from None
-        if len(kwargs) > len(names) - 1 + ("timestamp" in kwargs):
-            unknown = sorted(set(kwargs) - set(names) - {"timestamp"})
-            raise TypeError(f"Unable to construct the Reported event: unexpected {unknown}")
         case = cls.__new__(cls)
-        case.__base_init__(id, version, timestamp)
-        case.__init__(**{name: state[name] for name in names[1:]})  # type: ignore[misc]
+        case.__base_init__(id, cls.INITIAL_VERSION, state["timestamp"])
+        case.__init__(**{name: state[name] for name in _FIELDS[event_class][1:]})  # type: ignore[misc]
         event.apply(case)
         case._pending_events.append(event)
         return case
@@ -460,30 +443,14 @@ class Case(Aggregate):
         Why: the intake decides tens of thousands of events a second on one core (ADR 0002), and
         the generic path checked the event's topic in the registry on every call, copied the
         arguments, and built the frozen dataclass one ``object.__setattr__`` per field (≈ 3.5 of
-        the ≈ 17 µs a decided event cost). Here the topic is checked once per class (the same
-        check), the event's ``__dict__`` is filled in the dataclass's field order (so it equals,
-        and transcodes exactly like, the one its constructor builds: tests/unit/test_case_trigger.py),
-        and ``mutate``'s id and version checks are unnecessary because the event is made from them.
+        the ≈ 17 µs a decided event cost). Here the event is built by :func:`_new_event`, and
+        ``mutate``'s id and version checks are unnecessary because the event is made from them.
         """
-        names = _FIELDS.get(event_class)
-        if names is None:
-            names = _fields_of(event_class)
-        event = object.__new__(event_class)
+        event = _new_event(event_class, self._id, self._version + 1, kwargs)
         state = event.__dict__
-        state["originator_id"] = self._id
-        state["originator_version"] = version = self._version + 1
-        state["timestamp"] = timestamp = kwargs.get("timestamp") or event_class.create_timestamp()
-        try:
-            for name in names:
-                state[name] = kwargs[name]
-        except KeyError as missing:
-            raise TypeError(f"Can't construct event {event_class}: missing argument {missing}") from None
-        if len(kwargs) > len(names) + ("timestamp" in kwargs):
-            unknown = set(kwargs) - set(names) - {"timestamp"}
-            raise TypeError(f"Can't construct event {event_class}: unexpected arguments {sorted(unknown)}")
         event.apply(self)
-        self._version = version
-        self._modified_on = timestamp
+        self._version = state["originator_version"]
+        self._modified_on = state["timestamp"]
         self._pending_events.append(event)
 
     # ------------------------------------------------------------------ queries
@@ -813,12 +780,32 @@ class Case(Aggregate):
 _FIELDS: dict[type, tuple[str, ...]] = {}
 """Per event class: its own fields in declaration order (after id, version and timestamp)."""
 _COMMON = ("originator_id", "originator_version", "timestamp")
-_CASE_TOPIC = "citybrain.case"
-"""``get_topic(Case)``: the class's explicit topic, registered by the library (asserted in tests)."""
+
+
+def _new_event(event_class: type[Any], originator_id: UUID, version: int, kwargs: dict[str, Any]) -> Any:
+    """A case event as its dataclass constructor builds it, without the constructor's per-field
+    ``object.__setattr__``: the ``__dict__`` filled in field order, so it equals, and transcodes
+    exactly like, the constructor's (tests/unit/test_case_trigger.py). The topic is checked once per
+    class (:func:`_fields_of`); a missing or unexpected argument is a TypeError, as it is there."""
+    names = _FIELDS.get(event_class) or _fields_of(event_class)
+    event = object.__new__(event_class)
+    state = event.__dict__
+    state["originator_id"] = originator_id
+    state["originator_version"] = version
+    state["timestamp"] = kwargs.get("timestamp") or event_class.create_timestamp()
+    try:
+        for name in names:
+            state[name] = kwargs[name]
+    except KeyError as missing:
+        raise TypeError(f"Can't construct event {event_class}: missing argument {missing}") from None
+    if len(kwargs) > len(names) + ("timestamp" in kwargs):
+        unknown = sorted(set(kwargs) - set(names) - {"timestamp"})
+        raise TypeError(f"Can't construct event {event_class}: unexpected arguments {unknown}")
+    return event
 
 
 def _fields_of(event_class: type) -> tuple[str, ...]:
-    """The fields :meth:`Case.trigger_event` fills, once per class, after the library's own check
+    """The fields :func:`_new_event` fills, once per class, after the library's own check
     that the class is a concrete event with a registered topic (a ProgrammingError otherwise)."""
     from eventsourcing.domain import _check_explicit_topic_is_registered
 

@@ -137,8 +137,6 @@ class CaseDeadlines:
         calendar_clock, duration, micros = limit
         if calendar_clock:
             return start + duration
-        if micros < 0:
-            return self.policy.calendar.add(start, duration)  # refused there, with the reason
         return self.policy.calendar.add_micros(start, micros)
 
     def resume(self, stage: str, due: datetime, suspended_at: datetime, resumed_at: datetime) -> datetime:

@@ -75,6 +75,8 @@ def test_calendar_days() -> None:
 def test_calendar_rejects_naive_times_and_bad_periods() -> None:
     with pytest.raises(CalendarError, match="no time zone"):
         CAL.add(datetime(2026, 3, 2, 9), timedelta(hours=1))
+    with pytest.raises(CalendarError, match="negative working time -1 day, 23:00:00"):
+        CAL.add(cst(2026, 3, 2, 9), timedelta(hours=-1))
     with pytest.raises(CalendarError, match="overlaps"):
         WorkingCalendar(CST, periods=((cst(1, 1, 1, 8).time(), cst(1, 1, 1, 12).time()),) * 2)
     with pytest.raises(CalendarError, match="no working time"):
