@@ -356,8 +356,9 @@ class TimeWindow:
         earliest = self.start if self.start_ago is None else now - self.start_ago
         return earliest, now + self.ahead
 
-    def problem(self, moment: datetime, earliest: float, latest: float) -> str | None:
-        """Why ``moment`` lies outside [earliest, latest], or None when it is inside."""
+    def problem(self, moment: datetime, earliest: float, latest: float, deadline: bool = False) -> str | None:
+        """Why ``moment`` lies outside [earliest, latest], or None when it is inside. ``deadline``:
+        ``latest`` is the event's time plus ``deadline_ahead`` (a due time), not now plus ``ahead``."""
         try:
             seconds = moment.timestamp()
         except (OverflowError, ValueError, OSError):  # 9999-12-31T23:00-08:00 is year 10000 in UTC
@@ -367,6 +368,12 @@ class TimeWindow:
                 f"{moment.isoformat()} is before the plausible-time window "
                 f"(not before {_iso(earliest)}; HUB_TIME_WINDOW={self.text}); "
                 "send the time it really happened, with its UTC offset"
+            )
+        if seconds > latest and deadline:
+            return (
+                f"deadline {moment.isoformat()} is more than {self.deadline_ahead / 86400:g} days after "
+                f"the event's time (not after {_iso(latest)}; HUB_TIME_WINDOW={self.text}); "
+                "check the date and its time zone"
             )
         if seconds > latest:
             return (
@@ -475,6 +482,11 @@ def _error_field(exc: msgspec.ValidationError, prefix: str = "") -> tuple[str, s
         rule = (
             "field required" if missing else "unknown field (misspelt? see the JSON schema for this action)"
         )
+    if rule.startswith("Number out of range"):
+        rule = (
+            "number out of range (larger than a 64-bit integer or float can hold); send a number "
+            "within the field's range (see the JSON schema for this action)"
+        )
     field_path = f"{prefix}{path}" if path else prefix.rstrip(".")
     return field_path, rule
 
@@ -505,12 +517,14 @@ def _validate(raw: bytes | str, catalogue: Catalogue, subject: str | None) -> Va
         env = _DECODER.decode(raw)
     except msgspec.ValidationError as exc:
         field_path, detail = _error_field(exc)
-        if "[...]" in field_path or "Number out of range" in detail:
+        if "[...]" in field_path or "number out of range" in detail:
             field_path = _locate(_as_bytes(raw), _undecodable) or field_path
         return Invalid(Reason.SCHEMA, field_path, detail)
     except msgspec.DecodeError as exc:
         return Invalid(
-            Reason.INVALID_JSON, "", f"{exc}; send one CloudEvents JSON object (UTF-8) per message"
+            Reason.INVALID_JSON,
+            undecodable_path(_as_bytes(raw)),
+            f"{exc}; send one CloudEvents JSON object (UTF-8) per message",
         )
     except UnicodeDecodeError as exc:  # a string holding bytes that are not UTF-8
         return _not_utf8(raw, exc)
@@ -598,7 +612,7 @@ def _check_times(
             moment = getattr(payload, name)
             if moment is None:
                 continue
-            problem = window.problem(moment, earliest, horizon)
+            problem = window.problem(moment, earliest, horizon, deadline=True)
             if problem is not None:
                 return Invalid(Reason.TIME_WINDOW, f"data.{name}", problem)
     return None
@@ -666,7 +680,7 @@ def undecodable_path(raw: bytes) -> str:
     range, nesting too deep), or "" when there is none or ``raw`` cannot be split at all. For
     answering a poison record naming its field (HTTP ingest, file import); slow, so only on errors."""
     try:
-        return _locate(raw, _undecodable)
+        return _locate(raw, _undecodable) or _deep_path(raw)
     except Exception:  # a locator must never turn an answer into an exception
         return ""
 
@@ -695,7 +709,8 @@ def _raises_unicode(member: bytes) -> bool:
 
 def _deep_path(raw: bytes) -> str:
     """Where JSON ``raw`` first nests deeper than :data:`_MAX_DEPTH`: the keys (and array indexes)
-    leading there, at most 8 of them. A token scan, not a parse: it must not recurse itself."""
+    leading there, at most 8 of them; "" when it never does. A token scan, not a parse: it must
+    not recurse itself."""
     path: list[str] = []
     counters: list[int | None] = []  # per open container: array index, or None inside an object
     expect_key = False
@@ -703,12 +718,10 @@ def _deep_path(raw: bytes) -> str:
         token = match.group()
         if token in (b"{", b"["):
             counters.append(None if token == b"{" else 0)
-            path.append("")
+            path.append("0" if token == b"[" else "")
             expect_key = token == b"{"
             if len(counters) > _MAX_DEPTH:
                 break
-            if token == b"[":
-                path[-1] = "0"
         elif token in (b"}", b"]"):
             if counters:
                 counters.pop()
@@ -726,8 +739,42 @@ def _deep_path(raw: bytes) -> str:
         elif expect_key and counters:
             path[-1] = token[1:-1].decode("utf-8", "replace")
             expect_key = False
+    else:
+        return ""
     shown = [p for p in path if p != ""]
     return ".".join(shown[:8]) + (".…" if len(shown) > 8 else "")
+
+
+def split_array(raw: bytes) -> list[bytes] | None:
+    """The members of the JSON array ``raw`` as bytes, found by a token scan that neither decodes
+    nor recurses, so one member with bad bytes, a huge number or nesting a thousand levels deep
+    can be judged apart from its neighbours (HTTP ingest). None when ``raw`` is not one array."""
+    start = len(raw) - len(raw.lstrip())
+    if raw[start : start + 1] != b"[":
+        return None
+    members: list[bytes] = []
+    depth = 0
+    begin = start + 1
+    for match in _TOKEN.finditer(raw, start):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+        elif token in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                last = raw[begin : match.start()]
+                if last.strip():
+                    members.append(last.strip())
+                elif members:
+                    return None  # a trailing comma
+                return members if not raw[match.end() :].strip() else None
+        elif token == b"," and depth == 1:
+            member = raw[begin : match.start()].strip()
+            if not member:
+                return None
+            members.append(member)
+            begin = match.end()
+    return None
 
 
 def _nul_path(raw: bytes | str) -> str | None:

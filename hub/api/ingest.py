@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -93,9 +92,6 @@ class _BadRecord:
         self.field = field
 
 
-_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
-
-
 def _bad(raw: bytes, exc: Exception, what: str) -> _BadRecord:
     where = m.undecodable_path(raw)
     try:
@@ -137,10 +133,7 @@ def _split(body: bytes, exc: orjson.JSONDecodeError) -> list[Any]:
     """A JSON body orjson refused: when it is still an array of records, each record is judged
     on its own, so one poison record (bad bytes, a huge number, deep nesting) is rejected alone
     and its neighbours go on; otherwise the whole body is answered 400, saying why."""
-    try:
-        members = _RAW_ARRAY.decode(body)
-    except Exception:  # not even an array (or nested past the decoder's limit): 400 below
-        members = None
+    members = m.split_array(body)
     if members is None:
         try:
             body.decode("utf-8")
@@ -149,8 +142,7 @@ def _split(body: bytes, exc: orjson.JSONDecodeError) -> list[Any]:
             hint = f"the body is not UTF-8 at byte {bad.start}; send UTF-8 JSON"
         raise _Problem(400, f"body is not JSON: {exc}; {hint}") from None
     records: list[Any] = []
-    for index, member in enumerate(members):
-        raw = bytes(member)
+    for index, raw in enumerate(members):
         try:
             records.append(orjson.loads(raw))
         except orjson.JSONDecodeError as bad:
