@@ -1,4 +1,5 @@
-"""Poison messages of every class of issue 14, as raw bytes on ``city.*``, with what the hub must say.
+"""Poison of every class of issue 14, with what the hub must say: raw messages on ``city.*`` and the
+export files of ``hub import``.
 
 Shared by the unit tests of validation and the NATS door (tests/integration/test_poison_nats.py), so
 both check the same classes: each entry is (name, subject, raw bytes, expected reason, expected
@@ -8,6 +9,7 @@ field). A field ending in ``*`` is a prefix (deep paths are shortened).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -123,3 +125,58 @@ POISONS: list[tuple[str, str, bytes, str, str]] = [
 
 def field_matches(expected: str, actual: str) -> bool:
     return actual.startswith(expected[:-1]) if expected.endswith("*") else actual == expected
+
+
+# --------------------------------------------------------------------------- hub import's files
+CSV_POISON = (
+    "工单编号,诉求分类,标题,诉求内容,承办单位,受理时间,派单时间,办结时间,办理时限,状态,紧急程度,经度,纬度,地址\n"
+    "{ok1}\n"
+    'GD2,市容环境,,"unterminated quote,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n'
+    "{ok3}\n"
+    "GD4,市容环境,,too few columns\n"
+    "{ok5}\n"
+    "GD6,市容环境,,描述,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区,extra,columns\n"
+    "GD7,市容环境,,BADBYTES,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n"
+    'GD8,市容环境,,"multi\nline ok",区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n'
+    "GD9,市容环境,,far future,区城管局,9999-12-31 23:00:00,,,,已受理,一般,118.7,32.0,建邺区\n"
+    "{ok10}\n"
+    'GD11,市容环境,,"x"y,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n'
+    "{ok12}\n"
+)
+# row number → (line, field or "", a word of the error); rows are the file's records in order
+CSV_EXPECTED_REJECTS = {
+    2: (3, "", "unterminated quote"),
+    4: (5, "", "4 columns"),
+    6: (7, "", "16 columns"),
+    7: (8, "诉求内容", "UTF-8"),
+    9: (11, "受理时间", "plausible-time window"),
+    11: (13, "", "quoting"),
+}
+
+
+def write_poison_csv(path: Path) -> int:
+    """The CSV above with six good rows; returns the number of rows (records) in it."""
+
+    def ok(n: int) -> str:
+        return f"GD{n},市容环境,,描述{n},区城管局,2026-03-02 08:{n:02d}:00,,,,已受理,一般,118.7,32.0,建邺区"
+
+    text = CSV_POISON.format(**{f"ok{n}": ok(n) for n in (1, 3, 5, 10, 12)})
+    path.write_bytes(text.encode("utf-8").replace(b"BADBYTES", "坏".encode("gbk") + b"\xff"))
+    return 12
+
+
+def jsonl_poison_lines() -> list[bytes]:
+    """A citymgmt JSONL export: 2 good lines, 5 poison (lines 2, 3, 5, 6, 8), one blank line."""
+    good = {"case_no": "J1", "stage": "report", "time": NOW.isoformat(), "channel": "public",
+            "matter_code": "01001", "description": "井盖"}  # fmt: skip
+    lines = [
+        orjson.dumps(good),
+        b'{"case_no":"J2","stage":"report","description":"\xff"}',
+        b"not json",
+        b"",
+        orjson.dumps(good | {"case_no": "J3", "time": "9999-12-31T23:00:00+08:00"}),
+        b'{"case_no":"J4","x":' + b"[" * 3000 + b"]" * 3000 + b"}",
+        orjson.dumps(good | {"case_no": "J5"}),
+        b"[1,2]",
+    ]
+    return lines

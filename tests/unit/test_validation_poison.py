@@ -28,7 +28,14 @@ from hub import messages as m
 from hub.config import load_catalogue
 from ops.settings import SettingsError, time_window
 from tests.factories import event
-from tests.poison import NOW, POISONS, field_matches
+from tests.poison import (
+    CSV_EXPECTED_REJECTS,
+    NOW,
+    POISONS,
+    field_matches,
+    jsonl_poison_lines,
+    write_poison_csv,
+)
 
 CATALOGUE = load_catalogue()
 MAPPING = Path(__file__).parents[2] / "connectors" / "mappings" / "hotline_12345.toml"
@@ -204,43 +211,6 @@ def test_deadlines_may_lie_ahead_of_now_but_not_beyond_the_horizon() -> None:
 
 
 # --------------------------------------------------------------------------- hub import's reader
-CSV_POISON = (
-    "工单编号,诉求分类,标题,诉求内容,承办单位,受理时间,派单时间,办结时间,办理时限,状态,紧急程度,经度,纬度,地址\n"
-    "{ok1}\n"
-    'GD2,市容环境,,"unterminated quote,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n'
-    "{ok3}\n"
-    "GD4,市容环境,,too few columns\n"
-    "{ok5}\n"
-    "GD6,市容环境,,描述,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区,extra,columns\n"
-    "GD7,市容环境,,BADBYTES,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n"
-    'GD8,市容环境,,"multi\nline ok",区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n'
-    "GD9,市容环境,,far future,区城管局,9999-12-31 23:00:00,,,,已受理,一般,118.7,32.0,建邺区\n"
-    "{ok10}\n"
-    'GD11,市容环境,,"x"y,区城管局,2026-03-02 08:00:00,,,,已受理,一般,118.7,32.0,建邺区\n'
-    "{ok12}\n"
-)
-# row number → (line, field or "", a word of the error); rows are the file's records in order
-CSV_EXPECTED_REJECTS = {
-    2: (3, "", "unterminated quote"),
-    4: (5, "", "4 columns"),
-    6: (7, "", "16 columns"),
-    7: (8, "诉求内容", "UTF-8"),
-    9: (11, "受理时间", "plausible-time window"),
-    11: (13, "", "quoting"),
-}
-
-
-def write_poison_csv(path: Path) -> int:
-    """The CSV above with six good rows; returns the number of rows (records) in it."""
-
-    def ok(n: int) -> str:
-        return f"GD{n},市容环境,,描述{n},区城管局,2026-03-02 08:{n:02d}:00,,,,已受理,一般,118.7,32.0,建邺区"
-
-    text = CSV_POISON.format(**{f"ok{n}": ok(n) for n in (1, 3, 5, 10, 12)})
-    path.write_bytes(text.encode("utf-8").replace(b"BADBYTES", "坏".encode("gbk") + b"\xff"))
-    return 12
-
-
 def test_csv_reader_reports_each_unreadable_row_with_its_line(tmp_path: Path) -> None:
     data = tmp_path / "poison.csv"
     rows = write_poison_csv(data)
@@ -283,18 +253,7 @@ def test_csv_import_accounts_for_every_row(tmp_path: Path, chunk: int) -> None:
 
 
 def test_jsonl_import_accounts_for_every_line(tmp_path: Path) -> None:
-    good = {"case_no": "J1", "stage": "report", "time": NOW.isoformat(), "channel": "public",
-            "matter_code": "01001", "description": "井盖"}  # fmt: skip
-    lines = [
-        orjson.dumps(good),
-        b'{"case_no":"J2","stage":"report","description":"\xff"}',
-        b"not json",
-        b"",
-        orjson.dumps(good | {"case_no": "J3", "time": "9999-12-31T23:00:00+08:00"}),
-        b'{"case_no":"J4","x":' + b"[" * 3000 + b"]" * 3000 + b"}",
-        orjson.dumps(good | {"case_no": "J5"}),
-        b"[1,2]",
-    ]
+    lines = jsonl_poison_lines()
     data = tmp_path / "steps.jsonl"
     data.write_bytes(b"\n".join(lines) + b"\n")
     cp_path = tmp_path / "cp.json"
