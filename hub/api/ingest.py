@@ -7,6 +7,11 @@ Answer: ``202 Accepted`` with one result per record (index, event id, status acc
 rejected, and for a rejection the error naming the record's own field). 202, not 200, because
 "accepted" means durably in the JetStream stream; the case is updated by the intake moments later.
 
+Poison is answered per record, never with a 500: a record with bytes that are not UTF-8, a number
+out of range or nesting too deep is split out of the body (:func:`hub.messages.split_array`) and
+rejected alone naming its field, a time outside the plausible-time window (``HUB_TIME_WINDOW``) is
+rejected by its connector's validation; only a body that is not JSON at all is a 400.
+
 Why the mapping is injected: ``hub.api`` may not import ``connectors`` (design §3). ops passes a
 ``submit(connector, records)`` coroutine (the connector registry plus the publisher) and the
 connector → department table; this module only does HTTP: auth, limits, parsing, status codes.
@@ -277,7 +282,7 @@ def openapi_document(cfg: IngestConfig) -> dict[str, Any]:
                                 },
                             }
                             for code, text in (
-                                (400, "body is not JSON"),
+                                (400, "body is not JSON at all (a poison record in a JSON array is rejected alone)"),
                                 (401, "missing or unknown token"),
                                 (403, "token of another department"),
                                 (404, "unknown connector"),
