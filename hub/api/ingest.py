@@ -282,7 +282,7 @@ def openapi_document(cfg: IngestConfig) -> dict[str, Any]:
                                 },
                             }
                             for code, text in (
-                                (400, "body is not JSON at all (a poison record in a JSON array is rejected alone)"),
+                                (400, "body is not JSON at all (a poison record is rejected alone)"),
                                 (401, "missing or unknown token"),
                                 (403, "token of another department"),
                                 (404, "unknown connector"),
