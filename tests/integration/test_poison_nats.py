@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -62,10 +64,22 @@ async def _scenario(tmp: Path) -> Outcome:
             for n, (name, subject, raw, _, _) in enumerate(POISONS):
                 await neighbour(n)
                 await js.publish(subject, raw, headers={"Nats-Msg-Id": f"poison-{name}"})
+            # A subject that is not UTF-8 (the server stores any bytes): nats-py cannot publish it,
+            # so it goes over a raw connection. It used to end the intake's read loop.
+            await asyncio.to_thread(_publish_raw_subject, server.url, b"city.citymgmt.\xff\xfe.reported")
+            # A forged replay header on a valid event: it used to fail its whole batch, forever.
+            forged = event("N-forged", m.Action.REPORTED, at=NOW - timedelta(minutes=5))
+            await js.publish(
+                "city.citymgmt.case.reported",
+                orjson.dumps(forged),
+                headers={"Nats-Msg-Id": forged["id"], m.H_REPLAY_OF: "not-a-sequence"},
+            )
+            out.neighbours.append("N-forged")
             await neighbour(len(POISONS))  # after every poison: the intake must still be consuming
             await eventually(
                 lambda: (
-                    intake.stats.dead_lettered >= len(POISONS) and intake.stats.applied >= len(out.neighbours)
+                    intake.stats.dead_lettered >= len(POISONS) + 1
+                    and intake.stats.applied >= len(out.neighbours)
                 ),
                 timeout=120,
             )
@@ -85,6 +99,21 @@ async def _scenario(tmp: Path) -> Outcome:
     finally:
         server.stop()
     return out
+
+
+def _publish_raw_subject(url: str, subject: bytes) -> None:
+    """PUB on ``subject`` over a plain socket (nats-py only takes str subjects)."""
+    parts = urlsplit(url)
+    connect = {"verbose": True, "pedantic": False, "user": parts.username or "", "pass": parts.password or ""}
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=30) as sock:
+        sock.recv(65536)  # INFO
+        sock.sendall(b"CONNECT " + orjson.dumps(connect) + b"\r\n")
+        sock.sendall(b"PUB " + subject + b" 2\r\n{}\r\nPING\r\n")
+        seen = b""
+        while b"PONG" not in seen:
+            chunk = sock.recv(65536)
+            assert chunk and b"-ERR" not in chunk, chunk
+            seen += chunk
 
 
 @pytest.fixture(scope="module")
@@ -108,4 +137,11 @@ def test_poison_is_dead_lettered_naming_its_field(
 def test_neighbours_are_stored_and_the_intake_keeps_running(outcome: Outcome) -> None:
     assert outcome.intake_running, "the intake stopped on a poison message"
     assert outcome.stored == outcome.neighbours, "a valid neighbour of a poison was not stored"
-    assert outcome.dead_lettered == len(POISONS) == len(outcome.letters), "something else was dead-lettered"
+    assert outcome.dead_lettered == len(POISONS) + 1 == len(outcome.letters), (
+        "something else was dead-lettered"
+    )
+
+
+def test_a_subject_that_is_not_utf8_is_dead_lettered(outcome: Outcome) -> None:
+    [letter] = [lt for lt in outcome.letters.values() if "\ufffd" in lt.subject]
+    assert letter.subject == "city.citymgmt.\ufffd\ufffd.reported" and letter.reason == "schema"
