@@ -59,6 +59,10 @@ def count_rows(path: Path, fmt: str) -> int:
     return max(lines - 1, 0) if fmt == "csv" else lines
 
 
+class UnreadableFile(ValueError):
+    """A file with no readable rows at all (a CSV header that cannot be parsed): nothing imported."""
+
+
 class _BadLine:
     """A row the reader could not read (bad bytes, broken quoting, wrong column count, not JSON):
     it is answered as a rejected row with this detail and ``field``, not a crash."""
@@ -201,7 +205,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
         header_lines, header = head
         if isinstance(header, str) or not all(ok for _, _, ok in header_lines):
             problem = header if isinstance(header, str) else "bytes that are not UTF-8"
-            raise ValueError(f"{path}: the header (line {header_lines[0][0]}) cannot be read: {problem}")
+            raise UnreadableFile(f"{path}: the header (line {header_lines[0][0]}) cannot be read: {problem}")
         width = len(header)
         while (record := _parse_record(lines)) is not None:
             taken, values = record

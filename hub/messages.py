@@ -301,7 +301,8 @@ _DECODER = msgspec.json.Decoder(Envelope)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SPAN = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhdw])")
 TIME_WINDOW_GRAMMAR = (
-    "START/AHEAD[/DEADLINE]: START is an ISO 8601 date or time (naive = UTC) or -N<unit> before now; "
+    "START/AHEAD or START/AHEAD/DEADLINE: START is an ISO 8601 date or time (naive = UTC) or -N<unit> "
+    "before now; "
     "AHEAD is +N<unit> after now; DEADLINE (optional, default +366d) is +N<unit> after the event's own "
     "time; units s, m, h, d, w (e.g. 1970-01-01/+1d, -400d/+1h, 2020-01-01/+10m/+90d)"
 )

@@ -28,7 +28,7 @@ from ops.console import console, err
 from ops.logs import setup_logging
 from ops.natsd import NatsStartError
 from ops.runtime import HubRuntime, RuntimeOptions
-from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError
+from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError, time_window
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -238,6 +238,7 @@ def intake(
             worker=worker,
             workers=workers,
         )
+        time_window()  # a malformed HUB_TIME_WINDOW is refused here, before connecting
     except ValueError as exc:
         raise _fail(str(exc)) from None
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ops.console import console, err
@@ -87,6 +88,7 @@ def register(app: typer.Typer) -> None:
         """
         from connectors import registry
         from connectors.importer import (
+            UnreadableFile,
             count_rows,
             default_checkpoint,
             detect_format,
@@ -103,7 +105,7 @@ def register(app: typer.Typer) -> None:
             conn = registry.build(connector, mapping, time_window())  # HUB_TIME_WINDOW
             fmt = detect_format(file)
         except (ValueError, MappingError, SettingsError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         cp_path = checkpoint or default_checkpoint(file, connector, settings.data_dir / "imports")
         cp_path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,8 +150,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             cp = asyncio.run(main())
-        except ValueError as exc:  # e.g. a CSV header that cannot be read: nothing to import
-            err.print(f"[red]error:[/red] {exc}")
+        except UnreadableFile as exc:  # a CSV header that cannot be read: nothing to import
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         summary = ", ".join(f"{n} {s}" for s, n in sorted(cp.counts.items())) or "nothing"
         # rows read = accepted + duplicate + rejected: every row of the file is in one of them.

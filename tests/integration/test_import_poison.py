@@ -52,6 +52,7 @@ class Outcome:
     csv: Run
     jsonl: Run
     windowed: Run
+    broken_header: Run
     rows: int
     stored: set[str] = field(default_factory=set)
 
@@ -88,6 +89,12 @@ async def _stored(url: str, store_url: str, refs: dict[str, str], events: int) -
     return found
 
 
+def _broken_header(tmp: Path) -> Path:
+    path = tmp / "broken.csv"
+    path.write_bytes(b'\xe5\xb7\xa5\xe5\x8d\x95,"[bold]unterminated\nGD1,x\n')
+    return path
+
+
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     tmp = tmp_path_factory.mktemp("import-poison")
@@ -117,6 +124,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
                 "tabular",
                 {"HUB_TIME_WINDOW": "-1d/+1d", "TZ": "Asia/Shanghai"},
             ),
+            broken_header=_import(server.url, _broken_header(tmp), tmp, "tabular"),
             rows=rows,
         )
         refs = {f"GD{n}": "hotline-12345" for n in (1, 3, 5, 8, 10, 12)}
@@ -174,3 +182,9 @@ def test_hub_time_window_reaches_the_import(outcome: Outcome) -> None:
 
 def test_every_accepted_row_is_stored(outcome: Outcome) -> None:
     assert outcome.stored == {"GD1", "GD3", "GD5", "GD8", "GD10", "GD12", "J1", "J5", "W2"}
+
+
+def test_a_file_whose_header_cannot_be_read_is_refused_clearly(outcome: Outcome) -> None:
+    run = outcome.broken_header
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "header (line 1) cannot be read" in run.stderr and "Traceback" not in run.stderr
