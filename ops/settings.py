@@ -69,6 +69,26 @@ def time_window(text: str | None = None) -> TimeWindow:
         raise SettingsError(f"HUB_TIME_WINDOW {exc}") from None
 
 
+MAX_DEMO_SPEED = 3600.0
+
+
+def demo_speed(explicit: float | None = None) -> float:
+    """The demo city's clock: simulated seconds per wall second (``--demo-speed``, else
+    ``HUB_DEMO_SPEED``, else 1 = real time). Faster clocks are for demonstrations and tests that
+    need many demo minutes in one (e.g. 20: ten demo minutes in thirty seconds)."""
+    raw: object = explicit if explicit is not None else os.environ.get("HUB_DEMO_SPEED") or 1.0
+    where = "--demo-speed" if explicit is not None else "HUB_DEMO_SPEED"
+    try:
+        speed = float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise SettingsError(
+            f"{where} {raw!r}: expected a number of simulated seconds per second, e.g. 20"
+        ) from None
+    if not 0 < speed <= MAX_DEMO_SPEED:
+        raise SettingsError(f"{where} {raw!r}: expected a speed above 0 and at most {MAX_DEMO_SPEED:g}")
+    return speed
+
+
 def store_env(url: str, store_key: str | None = None) -> dict[str, str]:
     """Translate ``HUB_STORE_URL`` (and ``HUB_STORE_KEY``) into the eventsourcing library's settings.
 
