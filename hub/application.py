@@ -58,6 +58,7 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"  # the case already holds this event id (idempotent receiver)
     REFUSED = "refused"  # the case's stage does not allow it (maybe not yet: retry, then dead-letter)
     NOT_FOUND = "not_found"  # no such case (yet: its report may still be on the way)
+    FAILED = "failed"  # deciding or mapping this one event raised: it is dead-lettered, never retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class Outcome:
     verdict: Verdict
     case_id: UUID
     detail: str = ""
+    field: str = ""
+    """The event's field the failure points at, when it can be told (``FAILED``)."""
 
 
 class _EnumAsValue(Transcoding):
