@@ -778,7 +778,9 @@ class Intake:
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            self._writer.shutdown(wait=True)
+            # Not waiting: a blocking call on that thread (the deadline watcher's) may wait for this
+            # very loop, which would then never answer it; the ledger's close fails it instead.
+            self._writer.shutdown(wait=False, cancel_futures=True)
             if self.settings.tune_gc:
                 # Give the frozen heap back to the collector, so native extensions (DuckDB's types)
                 # are released at exit instead of reported as leaked.

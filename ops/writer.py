@@ -53,6 +53,7 @@ import msgspec
 
 from hub import messages as m
 from hub.application import Outcome, Verdict
+from hub.logs import child_logging
 from ops.chain_follower import ChainFollower
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the intake stops us
     exit_with_parent()  # a SIGKILLed intake leaves no writer behind
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s writer %(name)s: %(message)s")
+    child_logging("writer")  # the recorder, forked from here, keeps the same set-up
     encoder = msgspec.msgpack.Encoder()
     try:
         recorder, pid = _start_recorder(store_url, config_dir)  # forked before this process opens the store
