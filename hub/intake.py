@@ -636,6 +636,10 @@ class Intake:
             elif verdict is Verdict.DUPLICATE:
                 self.stats.duplicates += 1
                 acks.append(msg)
+            elif verdict is Verdict.FAILED:
+                # Isolated by the store writer: this event alone fails whenever it is decided, so
+                # retrying cannot help; its neighbours are recorded (CaseLedger.stage_isolating).
+                letters.append(_Letter(msg, m.Reason.STORE_FAILED, outcome.field, outcome.detail))
             else:
                 attempt = msg.metadata.num_delivered
                 if attempt <= len(delays):

@@ -317,6 +317,7 @@ class Reason(StrEnum):
     SUBJECT_MISMATCH = "subject_mismatch"
     REFUSED = "refused"
     NOT_FOUND = "not_found"
+    STORE_FAILED = "store_failed"  # the store writer could not decide or map this one event
 
 
 @dataclass(frozen=True, slots=True)

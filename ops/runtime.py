@@ -339,38 +339,39 @@ class HubRuntime:
         for task in background:
             task.cancel()
         if background:
-            await settle("the demo city, deadline watcher and audit anchor", asyncio.wait(background), 2.0)
+            await settle("the demo city, deadline watcher and audit anchor", asyncio.wait(background), 1.0)
         if self.server and "http" in self.tasks:
             self.server.should_exit = True
-            await settle("the HTTP API", self.tasks["http"], 2.0)
+            await settle("the HTTP API", self.tasks["http"], 1.0)
         intake = self.tasks.get("intake")
         if self.intake and intake:
             self.intake.stop()  # finishes the batches with the writer, acks them, closes the writer
-            if not await settle("the intake", intake, 5.0):
+            if not await settle("the intake", intake, 4.5):
                 intake.cancel()
                 await settle("the intake (cancelled)", intake, 0.5)
         if self.access is not None:
-            await settle("the read access log", asyncio.to_thread(self.access.close), 1.5)
+            await settle("the read access log", asyncio.to_thread(self.access.close), 1.0)
         if self.projections is not None:
-            await settle("the projector", asyncio.to_thread(self.projections.close), 1.5)
+            await settle("the projector", asyncio.to_thread(self.projections.close), 1.0)
         if self.nc:
-            await settle("the NATS connection", self.nc.close(), 1.0)
+            await settle("the NATS connection", self.nc.close(), 0.5)
         if self.embedded:
-            await settle("nats-server", asyncio.to_thread(self.embedded.stop, 1.5), 2.0)
+            await settle("nats-server", asyncio.to_thread(self.embedded.stop, 1.0), 1.5)
             self.settings.nats_url_file.unlink(missing_ok=True)
         killed = kill_children()
         if killed:
             log.warning("stop: killed child processes that had not exited in time: %s", killed)
 
 
-STOP_BUDGET_S = 12.0
-"""What :meth:`HubRuntime.stop` may take in all; the command's own watchdog kills at 15 s."""
+STOP_BUDGET_S = 10.0
+"""What :meth:`HubRuntime.stop` may take in all; the command's own watchdog kills at 15 s (the
+rest is the margin for the interpreter's own teardown)."""
 
 
-def kill_children(pid: int | None = None) -> list[int]:
-    """SIGKILL every process descended from ``pid`` (default: this one), deepest first; returns the
-    ids killed. By process id, from ``/proc``: the writer's recorder is the writer's child, not ours,
-    and a wedged child must not outlive a stop that promised to end within 15 s."""
+def kill_children(pid: int | None = None) -> list[str]:
+    """SIGKILL every process descended from ``pid`` (default: this one), deepest first; returns
+    "pid name" of each killed. By process id, from ``/proc``: the writer's recorder is the writer's
+    child, not ours, and a wedged child must not outlive a stop that promised to end within 15 s."""
     root = os.getpid() if pid is None else pid
     found: list[int] = []
     todo = [root]
@@ -389,9 +390,13 @@ def kill_children(pid: int | None = None) -> list[int]:
                 if child not in found:
                     found.append(child)
                     todo.append(child)
-    killed: list[int] = []
+    killed: list[str] = []
     for child in reversed(found):
+        try:
+            name = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            name = "?"
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
-            killed.append(child)
+            killed.append(f"{child} {name}")
     return killed

@@ -313,7 +313,7 @@ class _Decider:
                     return
                 try:
                     self._recorded(result)
-                except ProtocolError as exc:
+                except WriterError as exc:  # out of step, or the recorder died while draining
                     log.error("%s", exc)
                     return
             elif self.conn in ready:
@@ -321,7 +321,11 @@ class _Decider:
                     request = self.requests.decode(self.conn.recv_bytes())
                 except (EOFError, OSError):
                     return  # the intake is gone (stopped or killed): nothing in flight is acked
-                self._request(request)
+                try:
+                    self._request(request)
+                except WriterError as exc:  # ProtocolError included
+                    log.error("%s; the writer exits (the intake restarts it)", exc)
+                    return
             try:
                 self._answer()
             except (BrokenPipeError, OSError):
@@ -341,7 +345,14 @@ class _Decider:
 
     def _stage(self, batch: _Staged, *, trust_cache: bool) -> None:
         try:
-            batch.outcomes, stored = self.ledger.stage_batch(batch.items, trust_cache=trust_cache)
+            # An event that fails by itself is isolated (FAILED, dead-lettered by the intake); only
+            # a failure of the store fails the batch. Before isolating, what was staged earlier is
+            # committed first, so that the events are decided again on the store as it is.
+            batch.outcomes, stored = self.ledger.stage_isolating(
+                batch.items, trust_cache=trust_cache, before_isolating=self._drain
+            )
+        except WriterError:
+            raise  # the recorder died while draining: the writer exits
         except Exception as exc:
             log.exception("deciding a batch failed")
             batch.slot.reply = self.encoder.encode(_Failed(f"{exc.__class__.__name__}: {exc}", batch.slot.id))
@@ -385,6 +396,15 @@ class _Decider:
             batch.slot.reply = self.encoder.encode(_Failed(result.error or "not recorded", batch.slot.id))
         for other in later:
             self._stage(other, trust_cache=True)
+
+    def _drain(self) -> None:
+        """Wait until every staged batch is recorded (or failed, and its later ones staged again)."""
+        while self.staged:
+            try:
+                result = self.results.decode(self.recorder.recv_bytes())
+            except (EOFError, OSError) as exc:
+                raise WriterError("the store recorder died") from exc
+            self._recorded(result)
 
     def _answer(self) -> None:
         replies = self.replies

@@ -147,7 +147,9 @@ class _Ledger:
     def __init__(self) -> None:
         self.staged = 0
 
-    def stage_batch(self, items: Any, *, trust_cache: bool) -> tuple[list[Any], list[Any]]:
+    def stage_isolating(
+        self, items: Any, *, trust_cache: bool, before_isolating: Any
+    ) -> tuple[list[Any], list[Any]]:
         self.staged += 1
         return [], []
 
