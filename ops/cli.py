@@ -105,25 +105,20 @@ class _StopSignals:
         self.requested = asyncio.Event()
         self.count = 0
         self._watchdog: threading.Thread | None = None
-        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
+        """For the rest of the process (kept through the interpreter's teardown after the stop)."""
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
+            signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.count += 1
         if self.count > 1:
             if signum == signal.SIGINT:
-                sys.stderr.write("second Ctrl-C: killing the hub's child processes and exiting now\n")
+                _say("second Ctrl-C: killing the hub's child processes and exiting now")
                 _die(130)
             return  # a repeated SIGTERM: the stop (and its watchdog) is already under way
-        sys.stderr.write(f"{signal.Signals(signum).name}: stopping (Ctrl-C again kills at once)\n")
+        _say(f"{signal.Signals(signum).name}: stopping (Ctrl-C again kills at once)")
         self.start_watchdog()
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.requested.set)
@@ -136,10 +131,17 @@ class _StopSignals:
 
     def _expire(self) -> None:
         time.sleep(self.deadline_s)
-        sys.stderr.write(f"the stop did not finish within {self.deadline_s:.0f}s; where each thread was:\n")
+        _say(f"the stop did not finish within {self.deadline_s:.0f}s; where each thread was:")
         with contextlib.suppress(Exception):
             faulthandler.dump_traceback(all_threads=True)
         _die(1)
+
+
+def _say(line: str) -> None:
+    """Straight to file descriptor 2: a signal handler may interrupt a write to ``sys.stderr``, and
+    writing to it again from there would fail ("reentrant call")."""
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
 
 
 def _die(code: int) -> None:
@@ -149,9 +151,7 @@ def _die(code: int) -> None:
     with contextlib.suppress(Exception):
         killed = kill_children()
         if killed:
-            sys.stderr.write(f"killed child processes {killed}\n")
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
+            _say(f"killed child processes {killed}")
     os._exit(code)
 
 
@@ -204,40 +204,37 @@ async def _up(
     runtime = HubRuntime(settings, options)
     signals = _StopSignals(asyncio.get_running_loop())
     signals.install()
-    try:
-        starting = asyncio.create_task(runtime.start())
-        asked = asyncio.create_task(signals.requested.wait())
-        await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # a signal while starting: stop what has started
-            starting.cancel()
-            with contextlib.suppress(BaseException):
-                await starting
-            asked.cancel()
-            console.print("stopping…")
-            await runtime.stop()
-            return
-        try:
-            starting.result()
-        except BaseException:
-            asked.cancel()
-            signals.start_watchdog()
-            await runtime.stop()
-            raise
-        for notice in runtime.notices:
-            console.print(f"[yellow]{notice}[/yellow]")
-        _print_banner(runtime, settings, host, http_port, no_demo, demo_rate)
-        waiter = asyncio.create_task(runtime.wait())
-        done, _ = await asyncio.wait({waiter, asked}, return_when=asyncio.FIRST_COMPLETED)
-        signals.start_watchdog()
-        console.print("stopping…")
-        waiter.cancel()
+    starting = asyncio.create_task(runtime.start())
+    asked = asyncio.create_task(signals.requested.wait())
+    await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while starting: stop what has started
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting
         asked.cancel()
+        console.print("stopping…")
         await runtime.stop()
-        for task in done:
-            if task is waiter and not task.cancelled():
-                task.result()
-    finally:
-        signals.uninstall()
+        return
+    try:
+        starting.result()
+    except BaseException:
+        asked.cancel()
+        signals.start_watchdog()
+        await runtime.stop()
+        raise
+    for notice in runtime.notices:
+        console.print(f"[yellow]{notice}[/yellow]")
+    _print_banner(runtime, settings, host, http_port, no_demo, demo_rate)
+    waiter = asyncio.create_task(runtime.wait())
+    done, _ = await asyncio.wait({waiter, asked}, return_when=asyncio.FIRST_COMPLETED)
+    signals.start_watchdog()
+    console.print("stopping…")
+    waiter.cancel()
+    asked.cancel()
+    await runtime.stop()
+    for task in done:
+        if task is waiter and not task.cancelled():
+            task.result()
 
 
 def _print_banner(
@@ -329,10 +326,7 @@ def intake(
     async def main() -> None:
         signals = _StopSignals(asyncio.get_running_loop())
         signals.install()
-        try:
-            await run_worker(signals)
-        finally:
-            signals.uninstall()
+        await run_worker(signals)
 
     async def run_worker(signals: _StopSignals) -> None:
         from ops.runtime import kill_children

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -325,6 +326,33 @@ class HubRuntime:
         def share(seconds: float) -> float:
             return max(0.05, min(seconds, deadline - time.monotonic()))
 
+        def off_loop(fn: Any, *args: Any) -> asyncio.Future[Any]:
+            """``fn`` on a daemon thread of its own: one that overruns its share is left behind and
+            does not hold the interpreter's exit (the default executor's threads would)."""
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+
+            def settle_future(result: Any, error: BaseException | None) -> None:
+                if future.done():
+                    return
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+            def run() -> None:
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # reported through the future
+                    error = exc
+                with contextlib.suppress(RuntimeError):  # the loop may be gone by then
+                    loop.call_soon_threadsafe(settle_future, result, error)
+
+            threading.Thread(target=run, name=f"stop-{getattr(fn, '__name__', 'step')}", daemon=True).start()
+            return future
+
         async def settle(what: str, awaitable: Any, seconds: float) -> bool:
             try:
                 await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(awaitable)), share(seconds))
@@ -346,19 +374,22 @@ class HubRuntime:
         intake = self.tasks.get("intake")
         if self.intake and intake:
             self.intake.stop()  # finishes the batches with the writer, acks them, closes the writer
+            closing = getattr(self.intake.ledger, "closing", None)
+            if callable(closing):
+                closing()  # no writer is started again behind the stop's back
             if not await settle("the intake", intake, 4.5):
                 intake.cancel()
                 await settle("the intake (cancelled)", intake, 0.5)
         if self.access is not None:
-            await settle("the read access log", asyncio.to_thread(self.access.close), 1.0)
+            await settle("the read access log", off_loop(self.access.close), 1.0)
         if self.projections is not None:
-            await settle("the projector", asyncio.to_thread(self.projections.close), 1.0)
+            await settle("the projector", off_loop(self.projections.close), 1.0)
         if self.nc:
             await settle("the NATS connection", self.nc.close(), 0.5)
         if self.embedded:
-            await settle("nats-server", asyncio.to_thread(self.embedded.stop, 1.0), 1.5)
+            await settle("nats-server", off_loop(self.embedded.stop, 1.0), 1.5)
             self.settings.nats_url_file.unlink(missing_ok=True)
-        killed = kill_children()
+        killed = kill_children(spare_tracker=True)
         if killed:
             log.warning("stop: killed child processes that had not exited in time: %s", killed)
 
@@ -368,10 +399,11 @@ STOP_BUDGET_S = 10.0
 rest is the margin for the interpreter's own teardown)."""
 
 
-def kill_children(pid: int | None = None) -> list[str]:
+def kill_children(pid: int | None = None, *, spare_tracker: bool = False) -> list[str]:
     """SIGKILL every process descended from ``pid`` (default: this one), deepest first; returns
     "pid name" of each killed. By process id, from ``/proc``: the writer's recorder is the writer's
-    child, not ours, and a wedged child must not outlive a stop that promised to end within 15 s."""
+    child, not ours, and a wedged child must not outlive a stop that promised to end within 15 s.
+    ``spare_tracker`` leaves multiprocessing's resource tracker alone (it ends with this process)."""
     root = os.getpid() if pid is None else pid
     found: list[int] = []
     todo = [root]
@@ -394,8 +426,11 @@ def kill_children(pid: int | None = None) -> list[str]:
     for child in reversed(found):
         try:
             name = Path(f"/proc/{child}/comm").read_text().strip()
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
-            name = "?"
+            continue  # gone already
+        if spare_tracker and b"resource_tracker" in command:
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
             killed.append(f"{child} {name}")

@@ -593,6 +593,8 @@ class RemoteLedger:
         self._sock: socket.socket | None = None
         self._attaching: asyncio.Lock | None = None
         self._slow_path = 0  # requests waiting for the pipe to be (re)attached: keep them in order
+        self._closing = False
+        """Set by :meth:`closing`/:meth:`close`: no writer or chain follower is started again."""
         self._start()
         # The audit chain is extended beside the writer, not in its turn (ops/chain_follower.py).
         self._chain = ChainFollower(store_url, config_dir)
@@ -601,6 +603,16 @@ class RemoteLedger:
         except RuntimeError:
             self.close()
             raise
+
+    def closing(self) -> None:
+        """The hub is stopping: from now on nothing is restarted (a stop that kills the children
+        must not see a batch in flight start a new writer behind its back); requests that would
+        need a new writer fail (their batches are redelivered after the restart of the hub)."""
+        self._closing = True
+
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise WriterError("the store writer is stopping; the batch will be redelivered")
 
     def pids(self) -> list[int]:
         """The writer's and the chain follower's process ids (for a stop that must kill them)."""
@@ -636,7 +648,11 @@ class RemoteLedger:
         never waits for the writer, and the writer finds the next batch queued when it is done."""
         request_id = next(self._ids)
         request = self._encoder.encode(_Apply(request_id, [m.to_wire(v) for v in items]))
-        return asyncio.ensure_future(self._outcomes(self._send(request_id, request), items))
+        future = asyncio.ensure_future(self._outcomes(self._send(request_id, request), items))
+        # Retrieved here too: a batch orphaned by a stop must not be reported as never retrieved
+        # (the intake, when it awaits it, still gets its failure).
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return future
 
     def _send(self, request_id: int, request: bytes) -> Awaitable[_Reply]:
         channel = self._channel
@@ -662,6 +678,7 @@ class RemoteLedger:
 
     async def _attach(self) -> None:
         loop = asyncio.get_running_loop()
+        self._refuse_if_closing()
         restart = self._channel is not None or self._process is None or not self._process.is_alive()
         if restart:
             if self._channel is not None or self._process is not None:
@@ -681,6 +698,7 @@ class RemoteLedger:
         progress, and a restart waits for the new writer). Under the lock, so a blocking call either
         finished its round trip before, or sees the loop and goes through it."""
         with self._lock:
+            self._refuse_if_closing()
             self._loop = loop
             if restart or self._conn is None or self._process is None or not self._process.is_alive():
                 self._stop_process()
@@ -740,6 +758,7 @@ class RemoteLedger:
     def _call_directly(self, request: _Request) -> _Reply:
         """One whole request and reply on the pipe, under ``_lock`` (no loop owns the pipe)."""
         if self._conn is None or self._process is None or not self._process.is_alive():
+            self._refuse_if_closing()
             log.warning("the store writer is not running; starting it again")
             self._stop_process()
             self._start()
@@ -767,7 +786,8 @@ class RemoteLedger:
         return _outcomes_of(reply, items)
 
     def breach_events(self, now: datetime) -> list[dict[str, Any]]:
-        self._chain.ensure_running()  # the SLA watcher calls this regularly, off the event loop
+        if not self._closing:
+            self._chain.ensure_running()  # the SLA watcher calls this regularly, off the event loop
         reply = self._call(_Breaches(next(self._ids), now))
         assert isinstance(reply, _BreachList)
         return reply.events
@@ -787,6 +807,7 @@ class RemoteLedger:
 
     def close(self) -> None:
         """Stop the writer (it finishes the request in hand: it sees end-of-file on the pipe)."""
+        self._closing = True
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
