@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import itertools
 import logging
@@ -549,6 +550,18 @@ class _Channel(asyncio.Protocol):
         return waiter
 
 
+def _forward(to: asyncio.Future[_Reply], done: asyncio.Future[_Reply]) -> None:
+    """Hand a reply (or the pipe's failure) from the channel's future to the caller's."""
+    if to.done():
+        return
+    if done.cancelled():
+        to.cancel()
+    elif (error := done.exception()) is not None:
+        to.set_exception(error)
+    else:
+        to.set_result(done.result())
+
+
 def _outcomes_of(reply: _Applied, items: Sequence[m.Valid]) -> list[Outcome]:
     applied = Verdict.APPLIED
     outcomes = [Outcome(applied, item.case_id) for item in items]
@@ -591,8 +604,9 @@ class RemoteLedger:
         """The loop that owns the pipe (set under ``_lock`` before it takes the pipe over)."""
         self._channel: _Channel | None = None
         self._sock: socket.socket | None = None
-        self._attaching: asyncio.Lock | None = None
-        self._slow_path = 0  # requests waiting for the pipe to be (re)attached: keep them in order
+        self._backlog: deque[tuple[int, bytes, asyncio.Future[_Reply]]] = deque()
+        """Requests waiting for the pipe to be (re)attached, in call order (see :meth:`_send`)."""
+        self._drainer: asyncio.Future[None] | None = None
         self._closing = False
         """Set by :meth:`closing`/:meth:`close`: no writer or chain follower is started again."""
         self._start()
@@ -655,26 +669,45 @@ class RemoteLedger:
         return future
 
     def _send(self, request_id: int, request: bytes) -> Awaitable[_Reply]:
-        channel = self._channel
-        if channel is not None and channel.usable and self._slow_path == 0:
-            return channel.send(request_id, request)
-        return self._attach_then_send(request_id, request)
+        """Write the request now, or queue it behind the ones waiting for the pipe.
 
-    async def _attach_then_send(self, request_id: int, request: bytes) -> _Reply:
-        """First use on this loop, or the writer died: (re)start it, attach the pipe, then send."""
-        self._slow_path += 1
-        try:
-            if self._attaching is None:
-                self._attaching = asyncio.Lock()
-            async with self._attaching:
-                channel = self._channel
-                if channel is None or not channel.usable:
+        Why a queue filled at call time: the order of requests is the order the writer applies
+        batches in. Counting waiting requests only once their coroutine ran let a later batch take
+        the fast path ahead of an earlier one still waiting to start."""
+        channel = self._channel
+        if channel is not None and channel.usable and not self._backlog:
+            return channel.send(request_id, request)
+        reply: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self._backlog.append((request_id, request, reply))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.ensure_future(self._drain_backlog())
+        return reply
+
+    async def _drain_backlog(self) -> None:
+        """First use on this loop, or the writer died: (re)start it, attach the pipe, then send the
+        queued requests in order. If the writer cannot be started they all fail (redelivered)."""
+        while self._backlog:
+            channel = self._channel
+            if channel is None or not channel.usable:
+                try:
                     await self._attach()
-                assert self._channel is not None
-                waiter = self._channel.send(request_id, request)
-        finally:
-            self._slow_path -= 1
-        return await waiter
+                except BaseException as exc:
+                    error = (
+                        exc
+                        if isinstance(exc, WriterError)
+                        else WriterError(f"{exc.__class__.__name__}: {exc}")
+                    )
+                    while self._backlog:
+                        _, _, reply = self._backlog.popleft()
+                        if not reply.done():
+                            reply.set_exception(error)
+                    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                        raise
+                    return
+                continue
+            request_id, request, reply = self._backlog.popleft()
+            if not reply.done():  # not cancelled meanwhile
+                channel.send(request_id, request).add_done_callback(functools.partial(_forward, reply))
 
     async def _attach(self) -> None:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections import deque
 from typing import Any
 
 import msgspec
@@ -196,3 +197,32 @@ def test_an_answer_ahead_of_the_waiting_batch_ends_the_writer() -> None:
     decider._stage(_Staged(slot, []), trust_cache=True)
     with pytest.raises(ProtocolError):
         decider._recorded(_Recorded(2))
+
+
+def test_requests_waiting_for_the_pipe_keep_their_order() -> None:
+    """A request queued while the pipe is being attached stays ahead of every later one, even when
+    the pipe becomes usable before the queued one was written (the old counter was raised only
+    once its coroutine ran, so a later batch could take the fast path first)."""
+    from ops.writer import RemoteLedger
+
+    async def scenario() -> None:
+        ledger = RemoteLedger.__new__(RemoteLedger)
+        ledger._backlog = deque()
+        ledger._drainer = None
+        ledger._channel = None
+        channel, transport = await _channel()
+
+        async def attach() -> None:
+            ledger._channel = channel
+
+        ledger._attach = attach  # type: ignore[method-assign]
+        first = ledger._send(1, b"first")
+        ledger._channel = channel  # usable before the queued request was written
+        second = ledger._send(2, b"second")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [w for w in transport.written if w in (b"first", b"second")] == [b"first", b"second"]
+        channel.data_received(_reply(_Applied(1, [])) + _reply(_Applied(2, [])))
+        assert (await first, await second) == (_Applied(1, []), _Applied(2, []))
+
+    asyncio.run(scenario())
