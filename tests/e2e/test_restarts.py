@@ -21,10 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from ops.bootstrap import build_ledger
-from ops.natsd import free_port
+from ops.natsd import EmbeddedNats, free_port
+from tests.factories import case_history
 from tests.support import kill_leftovers, stored_history
 
 HUB = str(Path(sys.executable).parent / "hub")
@@ -95,3 +97,46 @@ def test_hub_up_restarts_with_the_demo_on(tmp_path: Path) -> None:
         assert versions == list(range(1, len(versions) + 1)), f"case {case_id} has gaps: {versions}"
         doubled = [eid for eid, n in Counter(eid for _, eid in events).items() if n > 1]
         assert not doubled, f"case {case_id} applied {doubled[:3]} twice"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_hub_intake_stops_within_15_s_while_busy(
+    nats_server: EmbeddedNats, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """``hub intake`` with a backlog in the stream: the signal stops it (writer, recorder and chain
+    follower with it) within 15 s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b"\n".join(orjson.dumps(e) for i in range(300) for e in case_history(f"S-{i}")) + b"\n"
+    )
+    published = subprocess.run(
+        [HUB, "publish", str(events), "--nats-url", nats_server.url],
+        env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    log_path = tmp_path / "intake.log"
+    with log_path.open("wb") as log_file:
+        worker = subprocess.Popen(
+            [HUB, "intake", "--nats-url", nats_server.url, "--data-dir", str(tmp_path / "var")],
+            stdout=log_file, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "consuming CITY" not in log_path.read_text(errors="replace"):
+                assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+            time.sleep(1.0)  # in the middle of the backlog
+            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+            sent = time.monotonic()
+            worker.send_signal(sig)
+            code = worker.wait(STOP_LIMIT_S + 30)
+            took = time.monotonic() - sent
+        finally:
+            kill_leftovers([worker])
+    assert code == 0, log_path.read_text()[-3000:]
+    assert took < STOP_LIMIT_S, f"the stop took {took:.1f}s"
+    for child in children:  # no writer, recorder or chain follower left behind
+        assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
