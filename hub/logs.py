@@ -110,11 +110,17 @@ class RepeatFilter(logging.Filter):
             if handler is None:
                 continue
             example = window.example
-            summary = logging.makeLogRecord(vars(example))
-            summary.msg = "%s [repeated %d more times in the last %.0f s]"
-            summary.args = (example.getMessage(), window.suppressed, self.interval_s)
-            summary.exc_info = summary.exc_text = None
-            summary.stack_info = None
+            summary = logging.LogRecord(  # stamped now, when the count is complete
+                example.name,
+                example.levelno,
+                example.pathname,
+                example.lineno,
+                "%s [repeated %d more times in the last %.0f s]",
+                (example.getMessage(), window.suppressed, self.interval_s),
+                None,
+                example.funcName,
+            )
+            summary.processName, summary.threadName = example.processName, example.threadName
             setattr(summary, _SUMMARY, True)
             summary.repeated = window.suppressed
             handler.handle(summary)
