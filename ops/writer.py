@@ -10,8 +10,11 @@ only what the writer reports recorded.
 Wire protocol over a pipe, msgpack-encoded: a batch goes as the events the intake already
 validated, in their compact pre-parsed form (``hub.messages.WireEvent``: the writer rebuilds them
 without re-parsing JSON, keeping the sources' time zones); outcomes come back as (verdict, case id,
-detail). A failure inside the writer is reported, not
-fatal; a writer that dies is restarted on the next batch (that batch fails and is redelivered).
+detail). Every request carries a number its reply repeats; a reply out of step ends the pipe (its
+batches are redelivered) instead of answering a batch with another's outcome (ADR 0002, decision 9).
+A failure inside the writer is reported, not fatal; an event that fails by itself is isolated and
+answered ``failed`` (dead-lettered), its neighbours recorded; a writer that dies is restarted on the
+next batch (that batch fails and is redelivered).
 
 Inside, the writer is two processes (ADR 0002, session 4): it decides each batch and maps its new
 events to stored rows, and its forked child, the recorder (记录进程), inserts and commits them,
