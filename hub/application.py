@@ -32,7 +32,14 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import EventStore, IntegrityError, Mapper, StoredEvent, Transcoding
+from eventsourcing.persistence import (
+    EventStore,
+    IntegrityError,
+    Mapper,
+    PersistenceError,
+    StoredEvent,
+    Transcoding,
+)
 
 from hub import messages as m
 from hub import privacy
@@ -59,6 +66,7 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"  # the case already holds this event id, or the step it reports (no-op)
     REFUSED = "refused"  # the case's stage does not allow it (maybe not yet: retry, then dead-letter)
     NOT_FOUND = "not_found"  # no such case (yet: its report may still be on the way)
+    FAILED = "failed"  # deciding or mapping this one event raised: it is dead-lettered, never retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,8 @@ class Outcome:
     verdict: Verdict
     case_id: UUID
     detail: str = ""
+    field: str = ""
+    """The event's field the failure points at, when it can be told (``FAILED``)."""
 
 
 class _EnumAsValue(Transcoding):
@@ -173,6 +183,8 @@ class CaseLedger(Application[UUID]):
         self._watch_position = 0
         self._watch_due: dict[UUID, datetime] = {}
         self._watch_suspended: set[UUID] = set()
+        self._known_good: m.Valid | None = None
+        """The last event staged without failing: the yardstick of "the event, or the store?"."""
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Personal fields are sealed with per-person keys before they are recorded (hub.privacy)."""
@@ -210,17 +222,28 @@ class CaseLedger(Application[UUID]):
         """Decide every event against its case and record all new events in one transaction.
 
         Returns one outcome per item, in order. Raises only on infrastructure failure (nothing
-        recorded then; the caller retries the batch, or lets it be redelivered).
+        recorded then; the caller retries the batch, or lets it be redelivered). An event that
+        fails by itself is isolated (:meth:`stage_isolating`): ``FAILED``, the rest recorded.
         """
         try:
-            outcomes, touched = self._decide_batch(items, trust_cache=True)
-            self._commit(touched)
-        except IntegrityError as exc:
-            # A conflict means our picture of some case was stale: decide again from the store.
-            log.info("batch conflicted (%s); deciding again from the store", exc)
-            self._forget(it.case_id for it in items)
-            outcomes, touched = self._decide_batch(items, trust_cache=False)
-            self._commit(touched)
+            try:
+                outcomes, touched = self._decide_batch(items, trust_cache=True)
+                self._commit(touched)
+            except IntegrityError as exc:
+                # A conflict means our picture of some case was stale: decide again from the store.
+                log.info("batch conflicted (%s); deciding again from the store", exc)
+                self._forget(it.case_id for it in items)
+                outcomes, touched = self._decide_batch(items, trust_cache=False)
+                self._commit(touched)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            self.forget_all()  # a case of the batch may hold half of it
+            outcomes, stored = self.stage_isolating(items, trust_cache=False)
+            if stored:
+                self.recorder.insert_events(stored)
+            return outcomes
+        self._known_good = items[-1] if items else self._known_good
         return outcomes
 
     def stage_batch(
@@ -250,6 +273,112 @@ class CaseLedger(Application[UUID]):
             raise
         self._remember(touched)
         return outcomes, stored
+
+    def stage_isolating(
+        self,
+        items: Sequence[m.Valid],
+        *,
+        trust_cache: bool = True,
+        before_isolating: Callable[[], None] | None = None,
+    ) -> tuple[list[Outcome], list[StoredEvent]]:
+        """:meth:`stage_batch`, except that an event which fails by itself cannot fail its batch.
+
+        Why: deciding or mapping one event may raise (a time that overflows when its deadlines are
+        added, a value a transcoding cannot take); failing the whole batch for it meant the batch
+        was redelivered and failed again forever, its valid neighbours never stored. Here a failure
+        that is not the store's (:func:`is_infrastructure`) is retried once with every case read
+        from the store; if it fails again the batch is split in halves, recursively, until each
+        failing event stands alone: its outcome is ``FAILED`` with the exception as the detail (the
+        intake dead-letters it), every other event is staged. The store's own failures are raised
+        as before (the batch is redelivered; nothing is dead-lettered for an outage), and so is an
+        isolated failure when a known-good event also fails alone, or the store cannot be read:
+        then it follows no one event. ``before_isolating`` runs once before the retry (the writer
+        waits there until what it staged earlier is committed, so the store is current).
+        """
+        try:
+            outcomes, stored = self.stage_batch(items, trust_cache=trust_cache)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            log.warning("deciding a batch of %d failed (%s: %s); isolating the event", len(items),
+                        exc.__class__.__name__, exc)  # fmt: skip
+        else:
+            self._known_good = items[-1] if items else self._known_good
+            return outcomes, stored
+        if before_isolating is not None:
+            before_isolating()
+        self.forget_all()
+        try:
+            outcomes, stored = self.stage_batch(items, trust_cache=False)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+        else:
+            self._known_good = items[-1] if items else self._known_good
+            return outcomes, stored
+        found: list[Outcome | None] = [None] * len(items)
+        rows: list[StoredEvent] = []
+        failures: list[BaseException] = []
+        self._bisect(items, list(range(len(items))), found, rows, failures)
+        if failures:
+            self._check_not_the_store(failures[0])
+        outcomes = [o for o in found if o is not None]
+        assert len(outcomes) == len(items)
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.verdict is Verdict.FAILED:
+                log.error("event %s (case %s) cannot be stored and is dead-lettered: %s",
+                          item.envelope.id, item.case_id, outcome.detail)  # fmt: skip
+            else:
+                self._known_good = item
+        return outcomes, rows
+
+    def _bisect(
+        self,
+        items: Sequence[m.Valid],
+        indexes: list[int],
+        found: list[Outcome | None],
+        rows: list[StoredEvent],
+        failures: list[BaseException],
+    ) -> None:
+        """Stage ``indexes`` of ``items`` in order; halve what fails until each failure is one event."""
+        part = [items[i] for i in indexes]
+        try:
+            outcomes, stored = self.stage_batch(part, trust_cache=True)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
+            if len(indexes) > 1:
+                middle = len(indexes) // 2
+                self._bisect(items, indexes[:middle], found, rows, failures)
+                self._bisect(items, indexes[middle:], found, rows, failures)
+                return
+            failures.append(exc)
+            (index,) = indexes
+            found[index] = Outcome(
+                Verdict.FAILED,
+                items[index].case_id,
+                f"the store writer cannot decide or record this event: {exc.__class__.__name__}: {exc}",
+                _field_of(exc),
+            )
+            return
+        for index, outcome in zip(indexes, outcomes, strict=True):
+            found[index] = outcome
+        rows.extend(stored)
+
+    def _check_not_the_store(self, failure: BaseException) -> None:
+        """Raise ``failure`` when it cannot be told from the store's: the store cannot be read, or
+        an event known to be good fails alone too (decided afresh from the store, discarded)."""
+        try:
+            self.recorder.max_notification_id()
+            good = self._known_good
+            if good is not None:
+                _, touched = self._decide_batch([good], trust_cache=False)
+                events = [event for case in touched.values() for event in case.collect_events()]
+                store = self.events
+                assert isinstance(store, privacy.SealingEventStore)
+                store.to_stored(events)
+        except Exception as exc:
+            raise failure from exc
 
     def forget_all(self) -> None:
         """Drop every cached case: the next decisions read the store (after a batch was not recorded)."""
@@ -665,6 +794,23 @@ class CaseLedger(Application[UUID]):
             else:
                 log.error("deadline watcher built an invalid event %s: %s", event["id"], result)
         return self.apply_batch(valids) if valids else []
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Is ``exc`` the store's or the machine's (an outage, a full disk, a lost connection), not one
+    event's? Those fail the whole batch, to be redelivered; they never dead-letter an event."""
+    if isinstance(exc, PersistenceError | OSError | MemoryError):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("sqlite3", "psycopg", "psycopg_pool"))
+
+
+def _field_of(exc: BaseException) -> str:
+    """The field an event-specific failure points at, where the error tells it (a time out of range)."""
+    text = str(exc)
+    if isinstance(exc, OverflowError) or ("year" in text and "out of range" in text):
+        return "time"
+    return ""
 
 
 def watch_deadlines(ledger: CaseLedger, now: datetime) -> list[Outcome]:

@@ -638,6 +638,10 @@ class Intake:
             elif verdict is Verdict.DUPLICATE:
                 self.stats.duplicates += 1
                 acks.append(msg)
+            elif verdict is Verdict.FAILED:
+                # Isolated by the store writer: this event alone fails whenever it is decided, so
+                # retrying cannot help; its neighbours are recorded (CaseLedger.stage_isolating).
+                letters.append(_Letter(msg, m.Reason.STORE_FAILED, outcome.field, outcome.detail))
             else:
                 attempt = msg.metadata.num_delivered
                 if attempt <= len(delays):
@@ -780,7 +784,9 @@ class Intake:
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            self._writer.shutdown(wait=True)
+            # Not waiting: a blocking call on that thread (the deadline watcher's) may wait for this
+            # very loop, which would then never answer it; the ledger's close fails it instead.
+            self._writer.shutdown(wait=False, cancel_futures=True)
             if self.settings.tune_gc:
                 # Give the frozen heap back to the collector, so native extensions (DuckDB's types)
                 # are released at exit instead of reported as leaked.

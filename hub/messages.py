@@ -429,6 +429,7 @@ class Reason(StrEnum):
     # issue 14, the edge: bytes that are not UTF-8 text, and timestamps outside the window.
     INVALID_ENCODING = "invalid_encoding"
     TIME_WINDOW = "time_window"
+    STORE_FAILED = "store_failed"  # the store writer could not decide or map this one event
 
 
 @dataclass(frozen=True, slots=True)

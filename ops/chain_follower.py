@@ -37,7 +37,9 @@ def _follow(conn: Connection, store_url: str, config_dir: str | None) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the intake stops us by closing the pipe
     exit_with_parent()  # a SIGKILLed intake leaves no follower behind
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s chain %(name)s: %(message)s")
+    from hub.logs import child_logging
+
+    child_logging("chain")  # identical lines rate-limited (hub/logs.py)
     try:
         ledger = build_ledger(store_url, config_dir=Path(config_dir) if config_dir else None)
     except Exception as exc:

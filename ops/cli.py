@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,6 +25,7 @@ from rich.table import Table
 
 from hub import messages as m
 from hub.intake import IntakeSettings, ensure_streams, read_dead_letters, replay_dead_letters
+from hub.logs import limit_repeats
 from ops.bootstrap import connect_nats, start_intake
 from ops.cluster import stream_settings_for
 from ops.console import console, err
@@ -58,6 +62,7 @@ NatsUrl = Annotated[
 
 def _setup_logging(verbose: bool = False) -> None:
     setup_logging(verbose)
+    limit_repeats()  # identical lines: one per interval, then one line with the count (hub/logs.py)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -80,14 +85,75 @@ def _on_jetstream(url: str, name: str, work: Callable[[JetStreamContext], Awaita
     return asyncio.run(main())
 
 
-async def _run_until_signal(coro_stop: Any) -> None:
-    """Wait for SIGINT/SIGTERM, then call ``coro_stop``."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await coro_stop()
+STOP_DEADLINE_S = 15.0
+"""A stop asked for by SIGINT/SIGTERM ends the process within this, whatever is stuck."""
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM for a long-running command: the first asks for a graceful stop, a second
+    SIGINT kills the children and exits at once, and a watchdog thread does the same when the
+    stop has not ended the process within :data:`STOP_DEADLINE_S`.
+
+    Why plain ``signal.signal`` and a thread, not ``loop.add_signal_handler``: the loop's handler
+    runs only when the loop gets a turn; a wedged loop (once, a parser spinning on a corrupt pipe)
+    ignored SIGINT twice and SIGTERM, and only SIGKILL ended the hub. A Python-level handler runs
+    between any two bytecodes of the main thread, and the watchdog needs no loop at all.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline_s: float = STOP_DEADLINE_S) -> None:
+        self.loop = loop
+        self.deadline_s = deadline_s
+        self.requested = asyncio.Event()
+        self.count = 0
+        self._watchdog: threading.Thread | None = None
+
+    def install(self) -> None:
+        """For the rest of the process (kept through the interpreter's teardown after the stop)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            if signum == signal.SIGINT:
+                _say("second Ctrl-C: killing the hub's child processes and exiting now")
+                _die(130)
+            return  # a repeated SIGTERM: the stop (and its watchdog) is already under way
+        _say(f"{signal.Signals(signum).name}: stopping (Ctrl-C again kills at once)")
+        self.start_watchdog()
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.requested.set)
+
+    def start_watchdog(self) -> None:
+        """From now on the process ends within the deadline (also for a stop not caused by a signal)."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._expire, name="stop-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _expire(self) -> None:
+        time.sleep(self.deadline_s)
+        _say(f"the stop did not finish within {self.deadline_s:.0f}s; where each thread was:")
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(all_threads=True)
+        _die(1)
+
+
+def _say(line: str) -> None:
+    """Straight to file descriptor 2: a signal handler may interrupt a write to ``sys.stderr``, and
+    writing to it again from there would fail ("reentrant call")."""
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+
+
+def _die(code: int) -> None:
+    """Kill every child process by its id and leave without any further clean-up."""
+    from ops.runtime import kill_children
+
+    with contextlib.suppress(Exception):
+        killed = kill_children()
+        if killed:
+            _say(f"killed child processes {killed}")
+    os._exit(code)
 
 
 @app.command()
@@ -148,13 +214,44 @@ async def _up(
         demo_speed=demo_speed,
     )  # fmt: skip
     runtime = HubRuntime(settings, options)
+    signals = _StopSignals(asyncio.get_running_loop())
+    signals.install()
+    starting = asyncio.create_task(runtime.start())
+    asked = asyncio.create_task(signals.requested.wait())
+    await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while starting: stop what has started
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting
+        asked.cancel()
+        console.print("stopping…")
+        await runtime.stop()
+        return
     try:
-        await runtime.start()
+        starting.result()
     except BaseException:
+        asked.cancel()
+        signals.start_watchdog()
         await runtime.stop()
         raise
     for notice in runtime.notices:
         console.print(f"[yellow]{notice}[/yellow]")
+    _print_banner(runtime, settings, host, http_port, no_demo, demo_rate)
+    waiter = asyncio.create_task(runtime.wait())
+    done, _ = await asyncio.wait({waiter, asked}, return_when=asyncio.FIRST_COMPLETED)
+    signals.start_watchdog()
+    console.print("stopping…")
+    waiter.cancel()
+    asked.cancel()
+    await runtime.stop()
+    for task in done:
+        if task is waiter and not task.cancelled():
+            task.result()
+
+
+def _print_banner(
+    runtime: HubRuntime, settings: Settings, host: str, http_port: int, no_demo: bool, demo_rate: float
+) -> None:
     base = f"http://{host}:{http_port}"
     console.print(f"[bold green]citybrain-hub is up[/bold green]  data: {settings.data_dir}")
     console.print(f"  screen 一屏统管 : {base}/?token=dev-screen   (operator: {base}/?token=dev-operator)")
@@ -177,21 +274,6 @@ async def _up(
     console.print(
         "  publish events : hub publish FILE.jsonl   ·   dead letters: hub dlq list   ·   stop: Ctrl-C"
     )
-
-    waiter = asyncio.create_task(runtime.wait())
-    signalled = asyncio.create_task(_run_until_signal(_noop))
-    done, _ = await asyncio.wait({waiter, signalled}, return_when=asyncio.FIRST_COMPLETED)
-    console.print("stopping…")
-    waiter.cancel()
-    signalled.cancel()
-    await runtime.stop()
-    for task in done:
-        if task is waiter and not task.cancelled():
-            task.result()
-
-
-async def _noop() -> None:
-    return None
 
 
 @app.command()
@@ -257,6 +339,13 @@ def intake(
         raise _fail(str(exc)) from None
 
     async def main() -> None:
+        signals = _StopSignals(asyncio.get_running_loop())
+        signals.install()
+        await run_worker(signals)
+
+    async def run_worker(signals: _StopSignals) -> None:
+        from ops.runtime import kill_children
+
         nc = await connect_nats(settings.resolve_nats_url(nats_url), "hub-intake")
         worker, task = await start_intake(nc, settings.store_url, settings.config_dir, config)
         endpoints = None
@@ -264,19 +353,21 @@ def intake(
             from ops.worker_http import serve_worker_endpoints
 
             endpoints, _ = await serve_worker_endpoints(settings, nc, worker, task, "127.0.0.1", http_port)
-
-        async def stop() -> None:
-            if endpoints is not None:
-                endpoints.should_exit = True
-            worker.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
-            await nc.close()
-
-        runner = asyncio.create_task(_run_until_signal(stop))
-        await asyncio.wait({runner, task}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done() and not runner.done():
-            runner.cancel()
+        asked = asyncio.create_task(signals.requested.wait())
+        await asyncio.wait({asked, task}, return_when=asyncio.FIRST_COMPLETED)
+        signals.start_watchdog()
+        asked.cancel()
+        if endpoints is not None:
+            endpoints.should_exit = True
+        worker.stop()  # finishes the batches with the writer, then closes the writer
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), 10)
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2)
+        kill_children()  # a writer, recorder or chain follower that did not stop in time
+        if task.done() and not task.cancelled() and not signals.requested.is_set():
             task.result()
 
     asyncio.run(main())

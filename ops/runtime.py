@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import threading
+import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,13 +242,6 @@ class HubRuntime:
                 now = datetime.now(UTC)
                 if speed != 1.0:  # an accelerated demo: its simulated time runs ahead of the wall clock
                     now = demo_time(self.settings.data_dir, now)
-                attach = getattr(intake.ledger, "submit_batch", None)
-                if attach is not None:
-                    # A store-writer process: make sure its pipe is attached on this loop (an empty
-                    # batch does it), so the blocking call below goes through the same ordered
-                    # channel as the batches. Otherwise a first batch attaching while this call waits
-                    # on the raw pipe takes its reply (found at restarts: "a reply nobody asked for").
-                    await attach([])
                 events = await intake.on_writer(intake.ledger.breach_events, now)
                 tick = loop.time()
                 published = {k: t for k, t in published.items() if tick - t < 600}
@@ -390,31 +387,134 @@ class HubRuntime:
     async def wait(self) -> None:
         """Return when a core task ends (it should not): its failure is re-raised."""
         core = [self.tasks[name] for name in ("intake", "http") if name in self.tasks]
+        if not core:
+            return
         done, _ = await asyncio.wait(core, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            task.result()
+            if not task.cancelled():
+                task.result()
 
-    async def stop(self) -> None:
-        for name in ("demo", "watcher", "anchor"):
-            task = self.tasks.get(name)
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if self.server:
+    async def stop(self, budget_s: float | None = None) -> None:
+        """Stop in the reverse order of starting, every step bounded, the sum within ``budget_s``.
+
+        Why bounded: an operator's Ctrl-C (or a supervisor's SIGTERM) must end the hub within 15 s
+        whatever is stuck — a graceful stop once hung for over 90 s on one await. Each step gets a
+        share of the budget; what has not stopped when its share is spent is left behind, and at
+        the end every child process still alive (store writer, recorder, chain follower,
+        nats-server) is killed by its process id. Nothing acknowledged is lost by that: the intake
+        acks only what the store committed, and a killed writer's batch in flight is redelivered.
+        """
+        deadline = time.monotonic() + (STOP_BUDGET_S if budget_s is None else budget_s)
+
+        def share(seconds: float) -> float:
+            return max(0.05, min(seconds, deadline - time.monotonic()))
+
+        def off_loop(fn: Any, *args: Any) -> asyncio.Future[Any]:
+            """``fn`` on a daemon thread of its own: one that overruns its share is left behind and
+            does not hold the interpreter's exit (the default executor's threads would)."""
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+
+            def settle_future(result: Any, error: BaseException | None) -> None:
+                if future.done():
+                    return
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+            def run() -> None:
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # reported through the future
+                    error = exc
+                with contextlib.suppress(RuntimeError):  # the loop may be gone by then
+                    loop.call_soon_threadsafe(settle_future, result, error)
+
+            threading.Thread(target=run, name=f"stop-{getattr(fn, '__name__', 'step')}", daemon=True).start()
+            return future
+
+        async def settle(what: str, awaitable: Any, seconds: float) -> bool:
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(awaitable)), share(seconds))
+            except TimeoutError:
+                log.warning("stop: %s did not finish within its %.1f s; moving on", what, seconds)
+                return False
+            except (asyncio.CancelledError, Exception):
+                pass  # stopping: a task that failed or was cancelled has stopped
+            return True
+
+        background = [t for name in ("demo", "watcher", "anchor") if (t := self.tasks.get(name))]
+        for task in background:
+            task.cancel()
+        if background:
+            await settle("the demo city, deadline watcher and audit anchor", asyncio.wait(background), 1.0)
+        if self.server and "http" in self.tasks:
             self.server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.tasks["http"], 10)
-        if self.intake:
-            self.intake.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.tasks["intake"], 30)
+            await settle("the HTTP API", self.tasks["http"], 1.0)
+        intake = self.tasks.get("intake")
+        if self.intake and intake:
+            self.intake.stop()  # finishes the batches with the writer, acks them, closes the writer
+            closing = getattr(self.intake.ledger, "closing", None)
+            if callable(closing):
+                closing()  # no writer is started again behind the stop's back
+            if not await settle("the intake", intake, 4.5):
+                intake.cancel()
+                await settle("the intake (cancelled)", intake, 0.5)
         if self.access is not None:
-            await asyncio.to_thread(self.access.close)  # flush the last reads to the store
+            await settle("the read access log", off_loop(self.access.close), 1.0)
         if self.projections is not None:
-            await asyncio.to_thread(self.projections.close)
+            await settle("the projector", off_loop(self.projections.close), 1.0)
         if self.nc:
-            await self.nc.close()
+            await settle("the NATS connection", self.nc.close(), 0.5)
         if self.embedded:
-            await asyncio.to_thread(self.embedded.stop)
+            await settle("nats-server", off_loop(self.embedded.stop, 1.0), 1.5)
             self.settings.nats_url_file.unlink(missing_ok=True)
+        killed = kill_children(spare_tracker=True)
+        if killed:
+            log.warning("stop: killed child processes that had not exited in time: %s", killed)
+
+
+STOP_BUDGET_S = 10.0
+"""What :meth:`HubRuntime.stop` may take in all; the command's own watchdog kills at 15 s (the
+rest is the margin for the interpreter's own teardown)."""
+
+
+def kill_children(pid: int | None = None, *, spare_tracker: bool = False) -> list[str]:
+    """SIGKILL every process descended from ``pid`` (default: this one), deepest first; returns
+    "pid name" of each killed. By process id, from ``/proc``: the writer's recorder is the writer's
+    child, not ours, and a wedged child must not outlive a stop that promised to end within 15 s.
+    ``spare_tracker`` leaves multiprocessing's resource tracker alone (it ends with this process)."""
+    root = os.getpid() if pid is None else pid
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.append(child)
+                    todo.append(child)
+    killed: list[str] = []
+    for child in reversed(found):
+        try:
+            name = Path(f"/proc/{child}/comm").read_text().strip()
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone already
+        if spare_tracker and b"resource_tracker" in command:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+            killed.append(f"{child} {name}")
+    return killed

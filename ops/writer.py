@@ -10,8 +10,11 @@ only what the writer reports recorded.
 Wire protocol over a pipe, msgpack-encoded: a batch goes as the events the intake already
 validated, in their compact pre-parsed form (``hub.messages.WireEvent``: the writer rebuilds them
 without re-parsing JSON, keeping the sources' time zones); outcomes come back as (verdict, case id,
-detail). A failure inside the writer is reported, not
-fatal; a writer that dies is restarted on the next batch (that batch fails and is redelivered).
+detail). Every request carries a number its reply repeats; a reply out of step ends the pipe (its
+batches are redelivered) instead of answering a batch with another's outcome (ADR 0002, decision 9).
+A failure inside the writer is reported, not fatal; an event that fails by itself is isolated and
+answered ``failed`` (dead-lettered), its neighbours recorded; a writer that dies is restarted on the
+next batch (that batch fails and is redelivered).
 
 Inside, the writer is two processes (ADR 0002, session 4): it decides each batch and maps its new
 events to stored rows, and its forked child, the recorder (记录进程), inserts and commits them,
@@ -29,8 +32,11 @@ stopped with the writer: chaining no longer takes the writer's turns (ADR 0005).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import gc
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -51,34 +57,43 @@ import msgspec
 
 from hub import messages as m
 from hub.application import Outcome, Verdict
+from hub.logs import child_logging
 from ops.chain_follower import ChainFollower
 
 log = logging.getLogger(__name__)
 
 
 class _Apply(msgspec.Struct, tag="apply"):
+    id: int
+    """The request's number: its reply carries it back (see :class:`_Channel`)."""
     events: list[m.WireEvent]
 
 
 class _Breaches(msgspec.Struct, tag="breaches"):
+    id: int
     now: datetime
 
 
 class _Applied(msgspec.Struct, tag="applied"):
-    """Every event of the batch applied, except ``others``: (position in the batch, verdict, detail).
+    """Every event of the batch applied, except ``others``: (position in the batch, verdict, detail,
+    field).
 
     Why not one outcome per event: nearly all are "applied", and the intake knows each event's case
     id already; 500 case ids decoded back per batch cost the intake's loop ≈ 1 µs an event."""
 
-    others: list[tuple[int, str, str]]
+    id: int
+    others: list[tuple[int, str, str, str]]
 
 
 class _BreachList(msgspec.Struct, tag="breach_list"):
+    id: int
     events: list[dict[str, Any]]
 
 
 class _Failed(msgspec.Struct, tag="failed"):
     error: str
+    id: int = 0
+    """0 only when the writer could not start (no request was asked yet)."""
 
 
 class _Ready(msgspec.Struct, tag="ready"):
@@ -93,6 +108,20 @@ class WriterError(RuntimeError):
     """The writer process failed a request (the message is its error) or died."""
 
 
+class ProtocolError(WriterError):
+    """The pipe to the writer is out of order (a reply to no request, or to another one, or a frame
+    that is not one): nothing read from it can be trusted any more, so the pipe is dropped, every
+    batch waiting on it fails (to be redelivered) and the next request starts a new writer."""
+
+
+CALL_TIMEOUT_S = 300.0
+"""Longest a blocking call (the deadline watcher's) waits for its reply before it gives up and
+fails: a wedged writer must not hold the caller's thread, and so the hub's stop, forever."""
+
+MAX_FRAME = 1 << 31
+"""Largest reply frame the intake accepts; a bigger size field means the stream is out of step."""
+
+
 def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
     """The child: start the recorder, build the ledger, then answer requests until the pipe closes."""
     from ops.bootstrap import build_ledger
@@ -100,7 +129,7 @@ def _serve(conn: Connection, store_url: str, config_dir: str | None) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the intake stops us
     exit_with_parent()  # a SIGKILLed intake leaves no writer behind
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s writer %(name)s: %(message)s")
+    child_logging("writer")  # the recorder, forked from here, keeps the same set-up
     encoder = msgspec.msgpack.Encoder()
     try:
         recorder, pid = _start_recorder(store_url, config_dir)  # forked before this process opens the store
@@ -239,11 +268,13 @@ def _record(conn: Connection, store_url: str, config_dir: str | None) -> None:
 
 
 class _Slot:
-    """One request of the intake, answered in arrival order (the intake matches replies by order)."""
+    """One request of the intake, answered in arrival order, its reply carrying the request's number
+    (the intake checks both: a reply out of step drops the pipe, never another batch's outcome)."""
 
-    __slots__ = ("reply",)
+    __slots__ = ("id", "reply")
 
-    def __init__(self) -> None:
+    def __init__(self, request_id: int) -> None:
+        self.id = request_id
         self.reply: bytes | None = None
 
 
@@ -284,36 +315,51 @@ class _Decider:
                 except (EOFError, OSError):
                     log.error("the store recorder died; the writer exits (the intake restarts it)")
                     return
-                self._recorded(result)
+                try:
+                    self._recorded(result)
+                except WriterError as exc:  # out of step, or the recorder died while draining
+                    log.error("%s", exc)
+                    return
             elif self.conn in ready:
                 try:
                     request = self.requests.decode(self.conn.recv_bytes())
                 except (EOFError, OSError):
                     return  # the intake is gone (stopped or killed): nothing in flight is acked
-                self._request(request)
+                try:
+                    self._request(request)
+                except WriterError as exc:  # ProtocolError included
+                    log.error("%s; the writer exits (the intake restarts it)", exc)
+                    return
             try:
                 self._answer()
             except (BrokenPipeError, OSError):
                 return
 
     def _request(self, request: _Request) -> None:
-        slot = _Slot()
+        slot = _Slot(request.id)
         self.replies.append(slot)
         if isinstance(request, _Apply):
             self._stage(_Staged(slot, [m.from_wire(w) for w in request.events]), trust_cache=True)
             return
         try:
-            slot.reply = self.encoder.encode(_BreachList(self.ledger.breach_events(request.now)))
+            slot.reply = self.encoder.encode(_BreachList(slot.id, self.ledger.breach_events(request.now)))
         except Exception as exc:
             log.exception("request failed")
-            slot.reply = self.encoder.encode(_Failed(f"{exc.__class__.__name__}: {exc}"))
+            slot.reply = self.encoder.encode(_Failed(f"{exc.__class__.__name__}: {exc}", slot.id))
 
     def _stage(self, batch: _Staged, *, trust_cache: bool) -> None:
         try:
-            batch.outcomes, stored = self.ledger.stage_batch(batch.items, trust_cache=trust_cache)
+            # An event that fails by itself is isolated (FAILED, dead-lettered by the intake); only
+            # a failure of the store fails the batch. Before isolating, what was staged earlier is
+            # committed first, so that the events are decided again on the store as it is.
+            batch.outcomes, stored = self.ledger.stage_isolating(
+                batch.items, trust_cache=trust_cache, before_isolating=self._drain
+            )
+        except WriterError:
+            raise  # the recorder died while draining: the writer exits
         except Exception as exc:
             log.exception("deciding a batch failed")
-            batch.slot.reply = self.encoder.encode(_Failed(f"{exc.__class__.__name__}: {exc}"))
+            batch.slot.reply = self.encoder.encode(_Failed(f"{exc.__class__.__name__}: {exc}", batch.slot.id))
             return
         self.seq += 1
         batch.seq = self.seq
@@ -322,17 +368,23 @@ class _Decider:
         self.staged.append(batch)
 
     def _recorded(self, result: _Recorded) -> None:
-        if not self.staged or result.seq != self.staged[0].seq:
+        if not self.staged or result.seq < self.staged[0].seq:
             return  # skipped after a failure, and already staged again under a new number
+        if result.seq > self.staged[0].seq:
+            # The recorder answers every staged batch in order: a later number means one was lost.
+            raise ProtocolError(
+                f"the store recorder answered batch {result.seq} while batch {self.staged[0].seq} "
+                f"was waiting; the writer exits (the intake restarts it)"
+            )
         batch = self.staged.popleft()
         if not result.error and not result.skipped:
             applied = Verdict.APPLIED
             others = [
-                (i, o.verdict.value, o.detail)
+                (i, o.verdict.value, o.detail, o.field)
                 for i, o in enumerate(batch.outcomes)
                 if o.verdict is not applied
             ]
-            batch.slot.reply = self.encoder.encode(_Applied(others))
+            batch.slot.reply = self.encoder.encode(_Applied(batch.slot.id, others))
             return
         # Not recorded: what was staged after it was decided on top of it. Forget every cached
         # case, let the recorder take batches again, and decide the rest afresh from the store.
@@ -345,9 +397,18 @@ class _Decider:
             batch.retried = True
             self._stage(batch, trust_cache=False)
         else:
-            batch.slot.reply = self.encoder.encode(_Failed(result.error or "not recorded"))
+            batch.slot.reply = self.encoder.encode(_Failed(result.error or "not recorded", batch.slot.id))
         for other in later:
             self._stage(other, trust_cache=True)
+
+    def _drain(self) -> None:
+        """Wait until every staged batch is recorded (or failed, and its later ones staged again)."""
+        while self.staged:
+            try:
+                result = self.results.decode(self.recorder.recv_bytes())
+            except (EOFError, OSError) as exc:
+                raise WriterError("the store recorder died") from exc
+            self._recorded(result)
 
     def _answer(self) -> None:
         replies = self.replies
@@ -385,19 +446,30 @@ class _Channel(asyncio.Protocol):
     Here the next batch is already in the pipe when the writer finishes one.
     Frames are ``multiprocessing.Connection``'s (``!i`` length, or -1 then ``!Q``), so the writer
     keeps its plain ``recv_bytes``/``send_bytes``.
+
+    Every reply carries its request's number and must be the one the oldest waiter asked for. Why:
+    a reply taken by the wrong waiter would acknowledge a batch with another batch's outcome (events
+    acked but never stored), and a frame read from the middle of another (a second reader on the
+    pipe) gives sizes that are garbage — once a negative size made this parser loop forever, logging
+    "a reply nobody asked for" millions of times with the event loop wedged. So anything out of step
+    ends the channel at once (:meth:`_out_of_step`): waiters fail and are redelivered, the next
+    request starts a new writer. Nothing read after that is ever matched to a batch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: msgspec.msgpack.Decoder[_Reply] | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiting: deque[asyncio.Future[bytes]] = deque()
+        self.waiting: deque[tuple[int, asyncio.Future[_Reply]]] = deque()
         self.lost: BaseException | None = None
+        self.decoder: msgspec.msgpack.Decoder[_Reply] = decoder or msgspec.msgpack.Decoder(_Reply)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.lost is not None:
+            return  # out of step already: nothing more is read
         buf = self.buffer
         buf += data
         while len(buf) >= 4:
@@ -408,30 +480,59 @@ class _Channel(asyncio.Protocol):
                     return
                 (size,) = _BIG_SIZE.unpack_from(buf, 4)
                 start = 12
+            if size < 0 or size > MAX_FRAME:
+                self._out_of_step(f"a frame of impossible size {size}")
+                return
             end = start + size
             if len(buf) < end:
                 return
-            frame = bytes(buf[start:end])
+            try:
+                reply = self.decoder.decode(memoryview(buf)[start:end])
+            except msgspec.DecodeError as exc:
+                self._out_of_step(f"a frame that is no reply ({exc})")
+                return
             del buf[:end]
+            rid = getattr(reply, "id", None)
             if not self.waiting:
-                log.error("the store writer sent a reply nobody asked for; ignored")
-                continue
-            waiter = self.waiting.popleft()
+                self._out_of_step(f"a reply to request {rid} while no request was waiting")
+                return
+            expected, waiter = self.waiting[0]
+            if rid != expected:
+                self._out_of_step(f"a reply to request {rid} while request {expected} was waiting")
+                return
+            self.waiting.popleft()
             if not waiter.done():  # a cancelled caller still had its place in the order
-                waiter.set_result(frame)
+                waiter.set_result(reply)
+
+    def _out_of_step(self, what: str) -> None:
+        """The pipe cannot be trusted: drop it (the writer sees end-of-file and exits), fail every
+        waiter (its batch is redelivered), and let the next request start a new writer."""
+        log.error(
+            "the store writer sent %s; dropping its pipe, the %d batch(es) waiting on it will be "
+            "redelivered and the writer restarted",
+            what,
+            len(self.waiting),
+        )
+        self.lost = ProtocolError(f"the store writer's pipe was out of step ({what})")
+        self.buffer.clear()
+        self._fail_waiting()
+        if self.transport is not None:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or EOFError("the store writer closed the pipe")
+        if self.lost is None:
+            self.lost = exc or EOFError("the store writer closed the pipe")
         self._fail_waiting()
 
     def eof_received(self) -> bool | None:
-        self.lost = EOFError("the store writer closed the pipe")
+        if self.lost is None:
+            self.lost = EOFError("the store writer closed the pipe")
         self._fail_waiting()
         return None
 
     def _fail_waiting(self) -> None:
         while self.waiting:
-            waiter = self.waiting.popleft()
+            _, waiter = self.waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(
                     WriterError("the store writer died (pipe closed); the batch will be redelivered")
@@ -441,22 +542,34 @@ class _Channel(asyncio.Protocol):
     def usable(self) -> bool:
         return self.lost is None and self.transport is not None and not self.transport.is_closing()
 
-    def send(self, payload: bytes) -> asyncio.Future[bytes]:
-        """Queue one request; the future gets its reply frame. Call only when :attr:`usable`."""
+    def send(self, request_id: int, payload: bytes) -> asyncio.Future[_Reply]:
+        """Queue one request; the future gets its reply. Call only when :attr:`usable`."""
         assert self.transport is not None
         size = len(payload)
         header = _SIZE.pack(size) if size <= 0x7FFFFFFF else _SIZE.pack(-1) + _BIG_SIZE.pack(size)
         self.transport.writelines((header, payload))
-        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.waiting.append(waiter)
+        waiter: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self.waiting.append((request_id, waiter))
         return waiter
+
+
+def _forward(to: asyncio.Future[_Reply], done: asyncio.Future[_Reply]) -> None:
+    """Hand a reply (or the pipe's failure) from the channel's future to the caller's."""
+    if to.done():
+        return
+    if done.cancelled():
+        to.cancel()
+    elif (error := done.exception()) is not None:
+        to.set_exception(error)
+    else:
+        to.set_result(done.result())
 
 
 def _outcomes_of(reply: _Applied, items: Sequence[m.Valid]) -> list[Outcome]:
     applied = Verdict.APPLIED
     outcomes = [Outcome(applied, item.case_id) for item in items]
-    for index, verdict, detail in reply.others:
-        outcomes[index] = Outcome(Verdict(verdict), items[index].case_id, detail)
+    for index, verdict, detail, field in reply.others:
+        outcomes[index] = Outcome(Verdict(verdict), items[index].case_id, detail, field)
     return outcomes
 
 
@@ -469,8 +582,14 @@ class RemoteLedger:
 
     Two ways to talk to it: :meth:`submit_batch` on the intake's event loop (pipelined: several
     batches may be in the pipe, the writer applies them in order), or the blocking methods of the
-    ``Ledger`` protocol from any other thread. Once the loop has attached the pipe, blocking calls
-    are passed to the loop, so that every request and reply keeps one order.
+    ``Ledger`` protocol from any other thread.
+
+    The pipe has exactly one reader at any time. Until an event loop claims it (:meth:`_claim`,
+    under ``_lock``), blocking calls use it directly, each a whole request and reply under the same
+    lock; from the claim on, every blocking call is passed to that loop. Why so strict: the deadline
+    watcher's blocking call once read the pipe from its thread while the loop attached it, each
+    reader taking part of the other's frames (found on a restart of ``hub up``: replies to nobody,
+    a wedged event loop, a stop that never came).
     """
 
     def __init__(self, store_url: str, config_dir: Path | None = None, start_timeout: float = 60.0) -> None:
@@ -481,13 +600,18 @@ class RemoteLedger:
         self._encoder = msgspec.msgpack.Encoder(uuid_format="bytes")  # 16 bytes, not 36 characters
         self._decoder: msgspec.msgpack.Decoder[_Reply] = msgspec.msgpack.Decoder(_Reply)
         self._lock = threading.Lock()
+        self._ids = itertools.count(1)
         self._process: Any = None
         self._conn: Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop that owns the pipe (set under ``_lock`` before it takes the pipe over)."""
         self._channel: _Channel | None = None
         self._sock: socket.socket | None = None
-        self._attaching: asyncio.Lock | None = None
-        self._slow_path = 0  # requests waiting for the pipe to be (re)attached: keep them in order
+        self._backlog: deque[tuple[int, bytes, asyncio.Future[_Reply]]] = deque()
+        """Requests waiting for the pipe to be (re)attached, in call order (see :meth:`_send`)."""
+        self._drainer: asyncio.Future[None] | None = None
+        self._closing = False
+        """Set by :meth:`closing`/:meth:`close`: no writer or chain follower is started again."""
         self._start()
         # The audit chain is extended beside the writer, not in its turn (ops/chain_follower.py).
         self._chain = ChainFollower(store_url, config_dir)
@@ -496,6 +620,21 @@ class RemoteLedger:
         except RuntimeError:
             self.close()
             raise
+
+    def closing(self) -> None:
+        """The hub is stopping: from now on nothing is restarted (a stop that kills the children
+        must not see a batch in flight start a new writer behind its back); requests that would
+        need a new writer fail (their batches are redelivered after the restart of the hub)."""
+        self._closing = True
+
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise WriterError("the store writer is stopping; the batch will be redelivered")
+
+    def pids(self) -> list[int]:
+        """The writer's and the chain follower's process ids (for a stop that must kill them)."""
+        out = [p.pid for p in (self._process, getattr(self._chain, "_process", None)) if p is not None]
+        return [pid for pid in out if pid is not None]
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -524,51 +663,88 @@ class RemoteLedger:
     def submit_batch(self, items: Sequence[m.Valid]) -> asyncio.Future[list[Outcome]]:
         """Send a batch now (in call order) and return the future of its outcomes; the event loop
         never waits for the writer, and the writer finds the next batch queued when it is done."""
-        request = self._encoder.encode(_Apply([m.to_wire(v) for v in items]))
-        return asyncio.ensure_future(self._outcomes(self._send(request), items))
+        request_id = next(self._ids)
+        request = self._encoder.encode(_Apply(request_id, [m.to_wire(v) for v in items]))
+        future = asyncio.ensure_future(self._outcomes(self._send(request_id, request), items))
+        # Retrieved here too: a batch orphaned by a stop must not be reported as never retrieved
+        # (the intake, when it awaits it, still gets its failure).
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return future
 
-    def _send(self, request: bytes) -> Awaitable[bytes]:
+    def _send(self, request_id: int, request: bytes) -> Awaitable[_Reply]:
+        """Write the request now, or queue it behind the ones waiting for the pipe.
+
+        Why a queue filled at call time: the order of requests is the order the writer applies
+        batches in. Counting waiting requests only once their coroutine ran let a later batch take
+        the fast path ahead of an earlier one still waiting to start."""
         channel = self._channel
-        if channel is not None and channel.usable and self._slow_path == 0:
-            return channel.send(request)
-        return self._attach_then_send(request)
+        if channel is not None and channel.usable and not self._backlog:
+            return channel.send(request_id, request)
+        reply: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
+        self._backlog.append((request_id, request, reply))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.ensure_future(self._drain_backlog())
+        return reply
 
-    async def _attach_then_send(self, request: bytes) -> bytes:
-        """First use on this loop, or the writer died: (re)start it, attach the pipe, then send."""
-        self._slow_path += 1
-        try:
-            if self._attaching is None:
-                self._attaching = asyncio.Lock()
-            async with self._attaching:
-                channel = self._channel
-                if channel is None or not channel.usable:
+    async def _drain_backlog(self) -> None:
+        """First use on this loop, or the writer died: (re)start it, attach the pipe, then send the
+        queued requests in order. If the writer cannot be started they all fail (redelivered)."""
+        while self._backlog:
+            channel = self._channel
+            if channel is None or not channel.usable:
+                try:
                     await self._attach()
-                assert self._channel is not None
-                waiter = self._channel.send(request)
-        finally:
-            self._slow_path -= 1
-        return await waiter
+                except BaseException as exc:
+                    error = (
+                        exc
+                        if isinstance(exc, WriterError)
+                        else WriterError(f"{exc.__class__.__name__}: {exc}")
+                    )
+                    while self._backlog:
+                        _, _, reply = self._backlog.popleft()
+                        if not reply.done():
+                            reply.set_exception(error)
+                    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                        raise
+                    return
+                continue
+            request_id, request, reply = self._backlog.popleft()
+            if not reply.done():  # not cancelled meanwhile
+                channel.send(request_id, request).add_done_callback(functools.partial(_forward, reply))
 
     async def _attach(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._channel is not None or self._process is None or not self._process.is_alive():
+        self._refuse_if_closing()
+        restart = self._channel is not None or self._process is None or not self._process.is_alive()
+        if restart:
             if self._channel is not None or self._process is not None:
                 log.warning("the store writer is not running; starting it again")
             self._detach()
-            await asyncio.to_thread(self._restart)
-        assert self._conn is not None
-        sock = socket.socket(fileno=os.dup(self._conn.fileno()))
-        self._conn.close()  # the socket owns the pipe from now on
-        self._conn = None
-        channel = _Channel()
-        await loop.connect_accepted_socket(lambda: channel, sock)
-        self._loop, self._channel, self._sock = loop, channel, sock
+        sock = await asyncio.to_thread(self._claim, loop, restart)
+        channel = _Channel(self._decoder)
+        try:
+            await loop.connect_accepted_socket(lambda: channel, sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._channel, self._sock = channel, sock
 
-    def _restart(self) -> None:
+    def _claim(self, loop: asyncio.AbstractEventLoop, restart: bool) -> socket.socket:
+        """Take the pipe over for ``loop`` (on a worker thread: it may wait for a blocking call in
+        progress, and a restart waits for the new writer). Under the lock, so a blocking call either
+        finished its round trip before, or sees the loop and goes through it."""
         with self._lock:
-            self._stop_process()
-            self._start()
+            self._refuse_if_closing()
+            self._loop = loop
+            if restart or self._conn is None or self._process is None or not self._process.is_alive():
+                self._stop_process()
+                self._start()
+            assert self._conn is not None
+            sock = socket.socket(fileno=os.dup(self._conn.fileno()))
+            self._conn.close()  # the socket owns the pipe from now on
+            self._conn = None
         self._chain.ensure_running()
+        return sock
 
     def _detach(self) -> None:
         if self._sock is not None:
@@ -578,56 +754,77 @@ class RemoteLedger:
             self._channel.transport.abort()
         self._channel = self._sock = None
 
-    async def _outcomes(self, reply: Awaitable[bytes], items: Sequence[m.Valid]) -> list[Outcome]:
-        decoded = self._decoder.decode(await reply)
+    async def _outcomes(self, reply: Awaitable[_Reply], items: Sequence[m.Valid]) -> list[Outcome]:
+        decoded = await reply
         if isinstance(decoded, _Failed):
             raise WriterError(decoded.error)
-        assert isinstance(decoded, _Applied)
+        if not isinstance(decoded, _Applied):
+            raise ProtocolError(f"the store writer answered a batch with {type(decoded).__name__}")
         return _outcomes_of(decoded, items)
 
     async def _call_async(self, request: _Request) -> _Reply:
-        reply = self._decoder.decode(await self._send(self._encoder.encode(request)))
+        reply = await self._send(request.id, self._encoder.encode(request))
         if isinstance(reply, _Failed):
             raise WriterError(reply.error)
         return reply
 
     # ------------------------------------------------------------------ blocking (any other thread)
     def _call(self, request: _Request) -> _Reply:
-        loop = self._loop
-        if self._channel is not None and loop is not None and not loop.is_closed():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                raise RuntimeError("blocking RemoteLedger call on its own event loop; use submit_batch")
-            return asyncio.run_coroutine_threadsafe(self._call_async(request), loop).result()
         with self._lock:
-            if self._conn is None or self._process is None or not self._process.is_alive():
-                log.warning("the store writer is not running; starting it again")
-                self._stop_process()
-                self._start()
-            assert self._conn is not None
-            try:
-                self._conn.send_bytes(self._encoder.encode(request))
-                reply = self._decoder.decode(self._conn.recv_bytes())
-            except (EOFError, OSError) as exc:
-                self._stop_process()
-                raise WriterError(
-                    f"the store writer died ({exc.__class__.__name__}); the batch will be redelivered"
-                ) from exc
+            loop = self._loop
+            if loop is not None and loop.is_closed():
+                # The loop that owned the pipe is gone (and the pipe with it): start afresh here.
+                self._loop = self._channel = self._sock = None
+                loop = None
+            if loop is None:
+                return self._call_directly(request)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("blocking RemoteLedger call on its own event loop; use submit_batch")
+        future = asyncio.run_coroutine_threadsafe(self._call_async(request), loop)
+        try:
+            return future.result(CALL_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise WriterError(f"the store writer did not answer within {CALL_TIMEOUT_S:.0f}s") from None
+
+    def _call_directly(self, request: _Request) -> _Reply:
+        """One whole request and reply on the pipe, under ``_lock`` (no loop owns the pipe)."""
+        if self._conn is None or self._process is None or not self._process.is_alive():
+            self._refuse_if_closing()
+            log.warning("the store writer is not running; starting it again")
+            self._stop_process()
+            self._start()
+        assert self._conn is not None
+        try:
+            self._conn.send_bytes(self._encoder.encode(request))
+            if not self._conn.poll(CALL_TIMEOUT_S):
+                raise TimeoutError(f"no answer within {CALL_TIMEOUT_S:.0f}s")
+            reply = self._decoder.decode(self._conn.recv_bytes())
+        except (EOFError, OSError, msgspec.DecodeError) as exc:
+            self._stop_process()
+            raise WriterError(
+                f"the store writer died ({exc.__class__.__name__}); the batch will be redelivered"
+            ) from exc
         if isinstance(reply, _Failed):
             raise WriterError(reply.error)
+        if getattr(reply, "id", None) != request.id:
+            self._stop_process()
+            raise ProtocolError(f"the store writer answered request {request.id} out of step")
         return reply
 
     def apply_batch(self, items: Sequence[m.Valid]) -> list[Outcome]:
-        reply = self._call(_Apply([m.to_wire(v) for v in items]))
+        reply = self._call(_Apply(next(self._ids), [m.to_wire(v) for v in items]))
         assert isinstance(reply, _Applied)
         return _outcomes_of(reply, items)
 
     def breach_events(self, now: datetime) -> list[dict[str, Any]]:
-        self._chain.ensure_running()  # the SLA watcher calls this regularly, off the event loop
-        reply = self._call(_Breaches(now))
+        if not self._closing:
+            self._chain.ensure_running()  # the SLA watcher calls this regularly, off the event loop
+        reply = self._call(_Breaches(next(self._ids), now))
         assert isinstance(reply, _BreachList)
         return reply.events
 
@@ -646,6 +843,7 @@ class RemoteLedger:
 
     def close(self) -> None:
         """Stop the writer (it finishes the request in hand: it sees end-of-file on the pipe)."""
+        self._closing = True
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
