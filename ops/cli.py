@@ -253,6 +253,7 @@ def _print_banner(
     runtime: HubRuntime, settings: Settings, host: str, http_port: int, no_demo: bool, demo_rate: float
 ) -> None:
     base = f"http://{host}:{http_port}"
+    demo_speed = runtime.options.demo_speed
     console.print(f"[bold green]citybrain-hub is up[/bold green]  data: {settings.data_dir}")
     console.print(f"  screen 一屏统管 : {base}/?token=dev-screen   (operator: {base}/?token=dev-operator)")
     console.print(f"  GraphQL        : {base}/graphql  (GraphiQL in a browser; tokens: docs/api.md)")
