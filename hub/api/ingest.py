@@ -44,6 +44,19 @@ class IngestConfig:
     max_bytes: int = 8 * 1024 * 1024
     max_records: int = 10_000
     descriptions: Mapping[str, str] | None = None  # connector → native format summary (OpenAPI)
+    unavailable: Callable[[], str | None] | None = None
+    """Why records cannot be stored right now (JetStream not writing, NATS gone), or ``None``:
+    answered 503 at once, instead of a request that waits for publish timeouts."""
+
+
+UNSTORED = (
+    "no acknowledgement from JetStream",
+    "JetStream unavailable",
+    "JetStream refused",
+    "connection problem",
+)
+"""How the publisher words a record it could not store (an infrastructure failure, not the record's)."""
+RETRY_AFTER_S = "5"
 
 
 class _Problem(Exception):
@@ -135,6 +148,13 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 )
         except _Problem as exc:
             return _problem(exc)
+        reason = cfg.unavailable() if cfg.unavailable is not None else None
+        if reason:
+            return _problem(
+                _Problem(
+                    503, f"cannot store records now: {reason}; retry later", {"Retry-After": RETRY_AFTER_S}
+                )
+            )
         bad = {i: r.detail for i, r in enumerate(records) if isinstance(r, _BadRecord)}
         results = list(await cfg.submit(connector, [None if i in bad else r for i, r in enumerate(records)]))
         out = []
@@ -144,7 +164,18 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 row.update(status="rejected", error=bad[i], field="", event_id="")
             out.append(row)
         counts = {s: sum(1 for r in out if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
-        return JSONResponse({"connector": connector, **counts, "results": out}, status_code=202)
+        body: dict[str, Any] = {"connector": connector, **counts, "results": out}
+        unstored = [
+            r for r in out if r["status"] == "rejected" and str(r.get("error", "")).startswith(UNSTORED)
+        ]
+        if unstored:
+            # Not the records' fault: the whole request may be sent again (stored ones come back
+            # as duplicates, by their event ids), so say so with a status clients retry on.
+            body.update(
+                error=f"{len(unstored)} records could not be stored: {unstored[0]['error']}", status=503
+            )
+            return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+        return JSONResponse(body, status_code=202)
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document(cfg))
