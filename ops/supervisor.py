@@ -37,6 +37,9 @@ PROCESSES = ("nats-server", "store-writer", "store-recorder", "chain-follower", 
 PROBE_STREAM = "HUB_PROBE"
 PROBE_SUBJECT = "hub-probe.write"
 """A one-message stream beside CITY that the hub writes every few seconds: can JetStream write?"""
+PROBE_BODY = bytes(64 * 1024)
+"""Why 64 KiB and not an empty message: a full disk still takes a few bytes into a page the file
+already has (measured on tmpfs: the empty probe kept succeeding while CITY's writes failed)."""
 
 
 @dataclass
@@ -238,9 +241,14 @@ class Readiness:
     stuck_restart_s: float = 10.0
     """JetStream not writing for this long while the disk has room: restart the embedded server."""
     min_free_bytes: int = 64 * 1024 * 1024
+    """Room the disk needs again before that restart (or a fifth of a smaller disk)."""
     jetstream: str | None = "not probed yet"
     """``None`` while the last probe write was acknowledged, else why not."""
     jetstream_failing_since: float | None = None
+    city: str | None = None
+    """Why the hub's last publish to CITY was not stored (``None`` once one is): a stream can
+    keep a write error from a full disk while the probe stream writes again."""
+    city_failing_since: float | None = None
     intake: str | None = None
     start_backlog: int | None = None
     """Events that were waiting at start and are not yet delivered (``None``: not measured yet)."""
@@ -274,12 +282,20 @@ class Readiness:
             if self.jetstream is not None and self.jetstream_failing_since is not None:
                 log.warning("JetStream writes again (after %.0f s)", now - self.jetstream_failing_since)
             self.jetstream, self.jetstream_failing_since = None, None
+            if self.city is not None:
+                await self._unstick(now)  # the probe writes, CITY does not: its stream is stuck
             return
         if self.jetstream_failing_since is None:
             self.jetstream_failing_since = now
             log.error("JetStream cannot write: %s", reason)
         self.jetstream = reason
         await self._unstick(now)
+
+    def jetstream_problem(self) -> str | None:
+        """Why JetStream cannot store now (the probe, or the hub's own publishes to CITY)."""
+        if self.jetstream_failing_since is not None:
+            return self.jetstream
+        return self.city
 
     async def _probe_write(self) -> str | None:
         if not self.nc.is_connected:
@@ -289,7 +305,7 @@ class Readiness:
             if not self._probe_ready:
                 await self._ensure_probe_stream(js)
                 self._probe_ready = True
-            await js.publish(PROBE_SUBJECT, b"", timeout=self.probe_timeout_s, stream=PROBE_STREAM)
+            await js.publish(PROBE_SUBJECT, PROBE_BODY, timeout=self.probe_timeout_s, stream=PROBE_STREAM)
         except TimeoutError:
             return (
                 f"JetStream did not acknowledge a write within {self.probe_timeout_s:g} s "
@@ -319,32 +335,48 @@ class Readiness:
                 storage=StorageType.FILE,
                 discard=DiscardPolicy.OLD,
                 max_msgs=1,
+                max_bytes=1024 * 1024,
                 num_replicas=replicas,
             )
         )
 
+    def publish_result(self, unstored: str | None) -> None:
+        """Ingest reports each request: why its records were not stored in CITY, or ``None``."""
+        if unstored is None:
+            if self.city is not None:
+                log.warning("CITY stores published events again")
+            self.city, self.city_failing_since = None, None
+            return
+        if self.city_failing_since is None:
+            self.city_failing_since = time.monotonic()
+            log.error("publishes to CITY are not stored: %s", unstored)
+        self.city = unstored
+
     async def _unstick(self, now: float) -> None:
         """A stream keeps its write error after the disk was full: once there is room again, a
         restart of the embedded server (same port, same store) clears it — nothing else does."""
-        if self.restart_nats is None or self.store_dir is None or self.jetstream_failing_since is None:
+        if self.restart_nats is None or self.store_dir is None:
             return
-        if now - self.jetstream_failing_since < self.stuck_restart_s or now - self._last_stuck_restart < 30:
+        since = min(t for t in (self.jetstream_failing_since, self.city_failing_since, now) if t is not None)
+        if now - since < self.stuck_restart_s or now - self._last_stuck_restart < 30:
             return
         if not self.nc.is_connected:
             return  # the supervisor handles a server that is gone
         try:
-            free = shutil.disk_usage(self.store_dir).free
+            usage = shutil.disk_usage(self.store_dir)
         except OSError:
             return
-        if free < self.min_free_bytes:
+        free = usage.free
+        if free < min(self.min_free_bytes, usage.total // 5):
             self.jetstream = f"{self.jetstream}; {free // (1024 * 1024)} MB free under {self.store_dir}"
             return
         self._last_stuck_restart = now
         await self.restart_nats(
-            f"JetStream has not written for {now - self.jetstream_failing_since:.0f} s although "
-            f"{free // (1024 * 1024)} MB are free again (a stream keeps a write error after a full disk)"
+            f"JetStream has not written for {now - since:.0f} s although {free // (1024 * 1024)} MB "
+            f"are free again (a stream keeps a write error after a full disk)"
         )
         self._probe_ready = False
+        self.city, self.city_failing_since = None, None  # the next publish tells again
 
     async def _consumers(self) -> None:
         if not self.nc.is_connected:
@@ -389,8 +421,9 @@ class Readiness:
 
     def problems(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        if self.jetstream is not None:
-            out["jetstream"] = self.jetstream
+        jetstream = self.jetstream_problem() if self.jetstream_failing_since or self.city else self.jetstream
+        if jetstream is not None:
+            out["jetstream"] = jetstream
         if self.intake is not None:
             out["intake"] = self.intake
         if self.start_backlog is None:

@@ -14,6 +14,7 @@ connector → department table; this module only does HTTP: auth, limits, parsin
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class IngestConfig:
     unavailable: Callable[[], str | None] | None = None
     """Why records cannot be stored right now (JetStream not writing, NATS gone), or ``None``:
     answered 503 at once, instead of a request that waits for publish timeouts."""
+    report: Callable[[str | None], None] | None = None
+    """Told after each request why its records were not stored (an infrastructure failure), or
+    ``None`` when they were: the hub's readiness learns that CITY stopped taking writes."""
+    submit_timeout_s: float = 15.0
+    """Longest a request waits for JetStream to confirm its records before it is answered 503."""
 
 
 UNSTORED = (
@@ -130,6 +136,34 @@ def _parse(body: bytes, content_type: str) -> list[Any]:
     return parsed
 
 
+async def _submit(cfg: IngestConfig, connector: str, records: list[Any]) -> list[Mapping[str, Any]]:
+    """Publish the records, but answer 503 as soon as the hub learns that JetStream cannot store
+    them (or after ``cfg.submit_timeout_s``), instead of holding the request through every retry
+    of every record: the sender retries the whole request, and the event ids make that safe."""
+    task = asyncio.ensure_future(cfg.submit(connector, records))
+    deadline = asyncio.get_running_loop().time() + cfg.submit_timeout_s
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return list(task.result())
+            reason = cfg.unavailable() if cfg.unavailable is not None else None
+            if reason is None and asyncio.get_running_loop().time() > deadline:
+                reason = f"JetStream did not confirm the records within {cfg.submit_timeout_s:g} s"
+                if cfg.report is not None:
+                    cfg.report(reason)
+            if reason:
+                raise _Problem(
+                    503,
+                    f"cannot store records now: {reason}; send them again later (records already "
+                    f"stored are answered as duplicates)",
+                    {"Retry-After": RETRY_AFTER_S},
+                )
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 def ingest_routes(cfg: IngestConfig) -> list[Route]:
     """The routes ops mounts: ``POST /ingest/{connector}`` and ``GET /ingest/openapi.json``."""
 
@@ -156,7 +190,10 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 )
             )
         bad = {i: r.detail for i, r in enumerate(records) if isinstance(r, _BadRecord)}
-        results = list(await cfg.submit(connector, [None if i in bad else r for i, r in enumerate(records)]))
+        try:
+            results = await _submit(cfg, connector, [None if i in bad else r for i, r in enumerate(records)])
+        except _Problem as exc:
+            return _problem(exc)
         out = []
         for i, result in enumerate(results):
             row = dict(result)
@@ -168,6 +205,8 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
         unstored = [
             r for r in out if r["status"] == "rejected" and str(r.get("error", "")).startswith(UNSTORED)
         ]
+        if cfg.report is not None:
+            cfg.report(str(unstored[0]["error"]) if unstored else None)
         if unstored:
             # Not the records' fault: the whole request may be sent again (stored ones come back
             # as duplicates, by their event ids), so say so with a status clients retry on.
