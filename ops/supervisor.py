@@ -253,6 +253,7 @@ class Readiness:
     start_backlog: int | None = None
     """Events that were waiting at start and are not yet delivered (``None``: not measured yet)."""
     start_seq: int = 0
+    """The stream's last sequence at start: what is beyond it is new, not backlog."""
     _last_probe: float = 0.0
     _last_progress: int = -1
     _progress_at: float = field(default_factory=time.monotonic)
@@ -270,7 +271,11 @@ class Readiness:
 
     async def tick(self) -> None:
         now = time.monotonic()
-        if now - self._last_probe >= self.probe_every_s or self.jetstream is not None:
+        if (
+            now - self._last_probe >= self.probe_every_s
+            or self.jetstream is not None
+            or not self.nc.is_connected
+        ):
             self._last_probe = now
             await self._probe()
         await self._consumers()
@@ -384,11 +389,12 @@ class Readiness:
         js = self.nc.jetstream(timeout=2)
         try:
             infos = [await js.consumer_info("CITY", durable) for durable in self.durables()]
+            last_seq = (await js.stream_info("CITY")).state.last_seq
         except NotFoundError:
-            return  # the intake is still creating its durables
+            return  # the intake is still creating its stream and durables
         now = time.monotonic()
-        if self.start_backlog is None or self.start_seq == 0:
-            self.start_seq = (await js.stream_info("CITY")).state.last_seq
+        if self.start_backlog is None:
+            self.start_seq = last_seq
             self.start_backlog = sum(info.num_pending or 0 for info in infos)
             self._last_backlog_log = now
             if self.start_backlog:
