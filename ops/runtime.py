@@ -27,7 +27,7 @@ from hub.intake import Intake
 from ops.bootstrap import build_ledger, connect_nats, start_intake
 from ops.natsd import EmbeddedNats
 from ops.settings import DEFAULT_NATS_PORT, Settings
-from ops.supervisor import Readiness, Supervisor
+from ops.supervisor import Readiness, Supervisor, WriterWatch
 
 log = logging.getLogger("hub")
 
@@ -78,6 +78,11 @@ def screen_app_routes(config_dir: Path | None) -> list[Any]:
     return list(screen_routes(config_file("grids.geojson", config_dir)))
 
 
+def _writer_died(error: str) -> bool:
+    """The intake's last store failure was its writer dying (not the store refusing a commit)."""
+    return any(text in error for text in ("store writer died", "store recorder died", "closed the pipe"))
+
+
 async def _nothing() -> None:
     """The recorder is restarted with its writer (see ``WriterWatch``): nothing of its own to do."""
 
@@ -108,6 +113,7 @@ class HubRuntime:
     notices: list[str] = field(default_factory=list)
     breaches_escalated: int = 0
     supervisor: Supervisor | None = None
+    writer_watch: WriterWatch | None = None
     readiness: Readiness | None = None
 
     # ------------------------------------------------------------------ start
@@ -165,7 +171,9 @@ class HubRuntime:
             store = down["store-writer"]
         elif self.intake is not None and not self.intake.store_healthy():
             error = self.intake.store_error
-            store = f"the store cannot commit: {error}" if error else "a commit has waited for over 5 s"
+            if not (self.writer_watch is not None and _writer_died(error) and self.writer_watch.running):
+                # (a batch lost with a dead writer says nothing about a writer running again)
+                store = f"the store cannot commit: {error}" if error else "a commit has waited for over 5 s"
         out["store"] = store
         if projector is None:
             out["projector"] = "not started"
@@ -194,7 +202,7 @@ class HubRuntime:
 
     def _start_supervision(self) -> None:
         """Restart any child that dies; probe JetStream, intake progress and the start backlog."""
-        from ops.supervisor import Child, Readiness, Supervisor, WriterWatch, chain_child, projector_child
+        from ops.supervisor import Child, Readiness, Supervisor, chain_child, projector_child
 
         assert self.nc is not None and self.intake is not None
         intake = self.intake
@@ -215,7 +223,7 @@ class HubRuntime:
             children.append(nats_child)
         ledger: Any = intake.ledger  # ops.writer.RemoteLedger in hub up
         if hasattr(ledger, "writer_process"):
-            watch = WriterWatch(ledger)
+            watch = self.writer_watch = WriterWatch(ledger)
             children.append(
                 Child("store-writer", watch.down, watch.restart, lambda: watch.restarts["store-writer"])
             )

@@ -213,6 +213,11 @@ class WriterWatch:
             self.recorder = recorder
         return None
 
+    @property
+    def running(self) -> bool:
+        """The writer and its recorder run (as of the last :meth:`down`)."""
+        return self.process is not None and self.recorder is not None and self.cause is None
+
     async def restart(self) -> None:
         """An empty batch: the ledger starts a dead writer again before sending it (and a writer
         still starting, or one the intake's next batch restarts, just answers it)."""
