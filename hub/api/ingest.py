@@ -136,34 +136,6 @@ def _parse(body: bytes, content_type: str) -> list[Any]:
     return parsed
 
 
-async def _submit(cfg: IngestConfig, connector: str, records: list[Any]) -> list[Mapping[str, Any]]:
-    """Publish the records, but answer 503 as soon as the hub learns that JetStream cannot store
-    them (or after ``cfg.submit_timeout_s``), instead of holding the request through every retry
-    of every record: the sender retries the whole request, and the event ids make that safe."""
-    task = asyncio.ensure_future(cfg.submit(connector, records))
-    deadline = asyncio.get_running_loop().time() + cfg.submit_timeout_s
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.5)
-            if done:
-                return list(task.result())
-            reason = cfg.unavailable() if cfg.unavailable is not None else None
-            if reason is None and asyncio.get_running_loop().time() > deadline:
-                reason = f"JetStream did not confirm the records within {cfg.submit_timeout_s:g} s"
-                if cfg.report is not None:
-                    cfg.report(reason)
-            if reason:
-                raise _Problem(
-                    503,
-                    f"cannot store records now: {reason}; send them again later (records already "
-                    f"stored are answered as duplicates)",
-                    {"Retry-After": RETRY_AFTER_S},
-                )
-    finally:
-        if not task.done():
-            task.cancel()
-
-
 def ingest_routes(cfg: IngestConfig) -> list[Route]:
     """The routes ops mounts: ``POST /ingest/{connector}`` and ``GET /ingest/openapi.json``."""
 
@@ -182,13 +154,6 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 )
         except _Problem as exc:
             return _problem(exc)
-        reason = cfg.unavailable() if cfg.unavailable is not None else None
-        if reason:
-            return _problem(
-                _Problem(
-                    503, f"cannot store records now: {reason}; retry later", {"Retry-After": RETRY_AFTER_S}
-                )
-            )
         bad = {i: r.detail for i, r in enumerate(records) if isinstance(r, _BadRecord)}
         try:
             results = await _submit(cfg, connector, [None if i in bad else r for i, r in enumerate(records)])
@@ -223,6 +188,39 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
         Route("/ingest/openapi.json", openapi, methods=["GET"]),
         Route("/ingest/{connector}", ingest, methods=["POST"]),
     ]
+
+
+async def _submit(cfg: IngestConfig, connector: str, records: list[Any]) -> list[Mapping[str, Any]]:
+    """Publish the records, but answer 503 as soon as the hub learns that JetStream cannot store
+    them (or after ``cfg.submit_timeout_s``), instead of holding the request through every retry
+    of every record: the sender retries the whole request, and the event ids make that safe."""
+    reason = cfg.unavailable() if cfg.unavailable is not None else None
+    if reason:  # known before publishing anything: answered at once
+        raise _Problem(
+            503, f"cannot store records now: {reason}; retry later", {"Retry-After": RETRY_AFTER_S}
+        )
+    task = asyncio.ensure_future(cfg.submit(connector, records))
+    deadline = asyncio.get_running_loop().time() + cfg.submit_timeout_s
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return list(task.result())
+            reason = cfg.unavailable() if cfg.unavailable is not None else None
+            if reason is None and asyncio.get_running_loop().time() > deadline:
+                reason = f"JetStream did not confirm the records within {cfg.submit_timeout_s:g} s"
+                if cfg.report is not None:
+                    cfg.report(reason)
+            if reason:
+                raise _Problem(
+                    503,
+                    f"cannot store records now: {reason}; send them again later (records already "
+                    f"stored are answered as duplicates)",
+                    {"Retry-After": RETRY_AFTER_S},
+                )
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def ingest_app(cfg: IngestConfig) -> Starlette:
@@ -320,6 +318,11 @@ def openapi_document(cfg: IngestConfig) -> dict[str, Any]:
                                 (404, "unknown connector"),
                                 (413, "body or record count over the limit"),
                                 (415, "unsupported content type"),
+                                (
+                                    503,
+                                    "JetStream cannot store records now (e.g. a full disk): the "
+                                    "reason is given; send the request again later (Retry-After)",
+                                ),
                             )
                         },
                     },
