@@ -139,6 +139,8 @@ class HubRuntime:
             self.settings.nats_url_file.write_text(url + "\n")
         self.nats_url = url
         self.nc = await connect_nats(url, "hub-up")
+        self.readiness = self._readiness()
+        await self.readiness.measure_start()  # before the intake pulls: what waits is the backlog
         self.intake, self.tasks["intake"] = await start_intake(
             self.nc, self.settings.store_url, self.settings.config_dir
         )
@@ -200,9 +202,27 @@ class HubRuntime:
             return self.readiness.jetstream
         return None
 
+    def _readiness(self) -> Readiness:
+        """The probes behind ``/readyz`` (JetStream writes, intake progress, the start backlog)."""
+        from hub.intake import IntakeSettings
+
+        def durables() -> list[str]:
+            if self.intake is not None:
+                return self.intake.durables
+            return [durable for durable, _ in IntakeSettings().consumers()]  # what start_intake uses
+
+        def progress() -> int:
+            return 0 if self.intake is None else self.intake.stats.received + self.intake.stats.batches
+
+        assert self.nc is not None
+        return Readiness(
+            self.nc, durables, progress, stall_s=self.settings.stall_s,
+            store_dir=self.embedded.store_dir if self.embedded is not None else None,
+        )  # fmt: skip
+
     def _start_supervision(self) -> None:
         """Restart any child that dies; probe JetStream, intake progress and the start backlog."""
-        from ops.supervisor import Child, Readiness, Supervisor, chain_child, projector_child
+        from ops.supervisor import Child, Supervisor, chain_child, projector_child
 
         assert self.nc is not None and self.intake is not None
         intake = self.intake
@@ -246,15 +266,8 @@ class HubRuntime:
             await embedded.restart()
             nats_child.restarts += 1
 
-        stats = intake.stats
-        self.readiness = Readiness(
-            self.nc,
-            lambda: intake.durables,
-            lambda: stats.received + stats.dead_lettered,
-            stall_s=self.settings.stall_s,
-            store_dir=embedded.store_dir if embedded is not None else None,
-            restart_nats=restart_nats if embedded is not None else None,
-        )
+        assert self.readiness is not None
+        self.readiness.restart_nats = restart_nats if embedded is not None else None
         self.tasks["readiness"] = asyncio.create_task(self.readiness.run(stopping), name="readiness")
 
     async def _start_projections(self) -> None:

@@ -388,6 +388,28 @@ class Readiness:
         self._probe_ready = False
         self.city, self.city_failing_since = None, None  # the next publish tells again
 
+    async def measure_start(self) -> None:
+        """Count the events waiting for the intake, before it pulls any (``hub up`` calls this
+        between connecting and starting the intake): the start backlog readiness waits for."""
+        js = self.nc.jetstream(timeout=10)
+        try:
+            last_seq = (await js.stream_info("CITY")).state.last_seq
+        except NotFoundError:
+            self.start_backlog = 0  # a first start: nothing can be waiting
+            return
+        total = 0
+        for durable in self.durables():
+            try:
+                total += (await js.consumer_info("CITY", durable)).num_pending or 0
+            except NotFoundError:
+                continue  # created by the intake in a moment
+        self.start_seq, self.start_backlog = last_seq, total
+        self._last_backlog_log = time.monotonic()
+        if total:
+            log.warning(
+                "%d events were waiting in the stream at start; not ready until they are delivered", total
+            )
+
     async def _consumers(self) -> None:
         if not self.nc.is_connected:
             return
@@ -398,15 +420,9 @@ class Readiness:
         except NotFoundError:
             return  # the intake is still creating its stream and durables
         now = time.monotonic()
-        if self.start_backlog is None:
+        if self.start_backlog is None:  # not measured before the intake started: measured now
             self.start_seq = last_seq
             self.start_backlog = sum(info.num_pending or 0 for info in infos)
-            self._last_backlog_log = now
-            if self.start_backlog:
-                log.warning(
-                    "%d events were waiting in the stream at start; not ready until they are delivered",
-                    self.start_backlog,
-                )
         elif self.start_backlog:
             remaining = sum(
                 info.num_pending or 0

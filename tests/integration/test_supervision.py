@@ -281,3 +281,69 @@ def _ok(readyz: Callable[[], httpx.Response]) -> bool:
         return readyz().status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _start_hub(data: Path, http_port: int, log: Path) -> subprocess.Popen[str]:
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [HUB, "up", "--data-dir", str(data), "--http-port", str(http_port), "--no-demo"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=CLEAN_ENV,
+        )  # fmt: skip
+
+
+def _stop_hub(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    finally:
+        kill_leftovers([proc])
+
+
+async def test_a_restart_keeps_the_port_and_is_ready_only_after_the_start_backlog(tmp_path: Path) -> None:
+    """Events published while the hub is down (to its NATS port, as an external publisher would)
+    are the backlog of the next start: logged with their count, exported, and readiness waits."""
+    from connectors.publisher import publish_events
+    from ops.bootstrap import connect_nats
+    from ops.natsd import EmbeddedNats
+
+    data, log = tmp_path / "var", tmp_path / "hub.log"
+    http_port = free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    proc = _start_hub(data, http_port, log)
+    try:
+        wait_for(
+            lambda: proc.poll() is None and _ok(lambda: httpx.get(f"{base}/readyz", timeout=10)),
+            "first start",
+        )
+    finally:
+        _stop_hub(proc)
+    port = int((data / "nats.port").read_text())
+
+    # The hub is down; its NATS store is served on the kept port, and a department publishes.
+    server = EmbeddedNats(store_dir=data / "nats", port=port, server_name="citybrain-hub")
+    server.start()
+    events = [e for i in range(300) for e in case_history(f"BACKLOG-{i:04d}")]
+    try:
+        nc = await connect_nats(server.url, "department")
+        results = await publish_events(nc.jetstream(timeout=10), events)
+        await nc.close()
+    finally:
+        server.stop()
+    assert {r.status for r in results} == {"accepted"}
+
+    proc = _start_hub(data, http_port, log)
+    try:
+        wait_for(
+            lambda: proc.poll() is None and _ok(lambda: httpx.get(f"{base}/readyz", timeout=10)),
+            "second start",
+        )
+        assert (data / "nats.url").read_text().strip() == f"nats://127.0.0.1:{port}"  # the same port
+        text = log.read_text()
+        assert f"{len(events)} events were waiting in the stream at start" in text
+        assert "the start backlog is drained; ready" in text
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert re.search(r"^hub_start_backlog_events 0$", metrics, re.M)
+        applied = re.search(r"^hub_intake_applied_total (\d+)$", metrics, re.M)
+        assert applied and int(applied.group(1)) == len(events)
+    finally:
+        _stop_hub(proc)
