@@ -194,13 +194,20 @@ class HubRuntime:
         """Why ingest cannot store records right now (answered 503 at once), or ``None``."""
         if self.nc is None or not self.nc.is_connected:
             return "not connected to NATS (reconnecting)"
-        if (
-            self.readiness is not None
-            and self.readiness.jetstream is not None
-            and (self.readiness.jetstream_failing_since is not None)
-        ):
-            return self.readiness.jetstream
-        return None
+        problem = None
+        if self.readiness is not None and self.readiness.jetstream_failing_since is not None:
+            problem = self.readiness.jetstream  # the probe fails (a CITY failure alone does not stop
+            # ingest: its next publish is what tells that CITY stores again)
+        if problem is None and self.intake is not None and not self.intake.store_ok:
+            error = self.intake.store_error
+            if not _writer_died(error):  # a store that refuses commits (full disk, PostgreSQL down)
+                problem = f"the event store cannot commit ({error})"
+        return problem
+
+    def _ingested(self, unstored: str | None) -> None:
+        """Ingest's word on each request: CITY stored it, or why not (see ``Readiness``)."""
+        if self.readiness is not None:
+            self.readiness.publish_result(unstored)
 
     def _readiness(self) -> Readiness:
         """The probes behind ``/readyz`` (JetStream writes, intake progress, the start backlog)."""
@@ -299,7 +306,9 @@ class HubRuntime:
             routes=[
                 *health_routes(self.status),
                 *metrics_routes(self.samples),
-                *connector_routes(js, reads, self.settings.config_dir, unavailable=self.cannot_take),
+                *connector_routes(
+                    js, reads, self.settings.config_dir, unavailable=self.cannot_take, report=self._ingested
+                ),
                 *graphql_app_routes(self.nc, reads, self.settings.config_dir, access=self.access),
                 *screen_app_routes(self.settings.config_dir),
             ]

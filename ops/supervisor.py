@@ -37,6 +37,8 @@ PROCESSES = ("nats-server", "store-writer", "store-recorder", "chain-follower", 
 PROBE_STREAM = "HUB_PROBE"
 PROBE_SUBJECT = "hub-probe.write"
 """A one-message stream beside CITY that the hub writes every few seconds: can JetStream write?"""
+STUCK_SIGNS = ("no acknowledgement", "did not confirm")
+"""How ingest words publishes to CITY that got no answer at all (connectors/publisher.py, ingest)."""
 PROBE_BODY = bytes(16 * 1024)
 """Why 16 KiB and not an empty message: a full disk still takes a few bytes into a page the file
 already has (measured on tmpfs: the empty probe kept succeeding while CITY's writes failed); 16 KiB
@@ -352,7 +354,12 @@ class Readiness:
         )
 
     def publish_result(self, unstored: str | None) -> None:
-        """Ingest reports each request: why its records were not stored in CITY, or ``None``."""
+        """Ingest reports each request: why its records were not stored in CITY, or ``None``.
+
+        Only unanswered publishes count (a stream with a write error answers nothing); a refusal
+        that names a cause (a record over the size limit) says nothing about CITY's disk."""
+        if unstored is not None and not any(t in unstored for t in STUCK_SIGNS):
+            return
         if unstored is None:
             if self.city is not None:
                 log.warning("CITY stores published events again")
