@@ -276,12 +276,15 @@ class Connector(ABC):
             raise RecordError("", f"a record must be a JSON object, got {type(record).__name__}")
         try:
             events = self.map(record)
+            for event in events:
+                self.check(event)
         except RecordError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:  # a mapping bug must not sink the batch
+        except Exception as exc:  # a mapping bug or a poison record must not sink the batch
+            # KeyError/TypeError/ValueError of a mapping, OverflowError of a time at datetime's
+            # edge (year 9999 with a negative offset), RecursionError of a nested record, a value
+            # orjson cannot encode …: the record is rejected with the exception, its neighbours go on.
             raise RecordError("", f"cannot map record: {exc.__class__.__name__}: {exc}") from None
-        for event in events:
-            self.check(event)
         return events
 
 

@@ -7,6 +7,7 @@ connectors itself).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from connectors.base import Connector
@@ -16,6 +17,7 @@ from connectors.health import HealthConnector
 from connectors.open311 import Open311Connector
 from connectors.police import PoliceConnector
 from connectors.tabular import TableMapping, TabularConnector
+from hub import messages as m
 
 NATIVE: dict[str, type[Connector]] = {
     "police": PoliceConnector,
@@ -27,13 +29,19 @@ NATIVE: dict[str, type[Connector]] = {
 NAMES = (*NATIVE, "tabular")
 
 
-def build(name: str, mapping: Path | None = None) -> Connector:
-    """The connector called ``name``; ``tabular`` needs a mapping file."""
+def build(name: str, mapping: Path | None = None, window: m.TimeWindow | None = None) -> Connector:
+    """The connector called ``name``; ``tabular`` needs a mapping file. ``window`` is the
+    plausible-time window its events are checked against (``HUB_TIME_WINDOW``; default 1970/+1d)."""
+    connector: Connector
     if name == "tabular":
         if mapping is None:
             raise ValueError("the tabular connector needs --mapping FILE (see docs/connectors.md)")
-        return TabularConnector(mapping=TableMapping.load(mapping))
-    try:
-        return NATIVE[name]()
-    except KeyError:
-        raise ValueError(f"unknown connector {name!r}; known: {', '.join(NAMES)}") from None
+        connector = TabularConnector(mapping=TableMapping.load(mapping))
+    else:
+        try:
+            connector = NATIVE[name]()
+        except KeyError:
+            raise ValueError(f"unknown connector {name!r}; known: {', '.join(NAMES)}") from None
+    if window is not None:
+        connector.catalogue = replace(connector.catalogue, window=window)
+    return connector

@@ -80,6 +80,18 @@ Item = tuple[datetime, int, str, Any]
 """(simulated time, sequence, connector name or "command", native record or canonical event)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """How far a simulated day has been published: its last item's simulated time and sequence.
+
+    Why both: several records share a second; the sequence orders them as :meth:`Simulator.items`
+    does, so a resumed day continues exactly after the last record published, no earlier, no later.
+    """
+
+    at: datetime
+    seq: int
+
+
 def _lognormal(rng: random.Random, median_minutes: float, sigma: float) -> timedelta:
     return timedelta(minutes=rng.lognormvariate(math.log(median_minutes), sigma))
 
@@ -528,12 +540,20 @@ class Simulator:
         tick: float = 0.2,
         on_tick: Callable[[datetime, Mapping[str, int]], None] | None = None,
         from_time: datetime | None = None,
+        after: Position | None = None,
+        on_published: Callable[[Position], None] | None = None,
+        chunk: int = 5000,
     ) -> dict[str, int]:
         """Publish the day at ``speed`` (simulated seconds per wall second; ``inf`` = flat out).
 
         ``from_time`` starts the simulated clock there instead of at ``start``: everything before it
-        is published at once (a live demo joins the day at the current time; the records' ids are
-        deterministic, so a restart re-publishes nothing the hub does not already hold).
+        is published at once (a live demo joins the day at the current time).
+
+        ``after`` resumes a day published up to that :class:`Position` before (a restarted hub):
+        the records up to it are not published again, everything after it is, so a case whose
+        report went out before the stop still gets its later steps. ``on_published`` receives the
+        position after each publish has been acknowledged (the caller persists it to resume from);
+        what is due at once (a catch-up) goes out ``chunk`` records at a time, so it is saved as it goes.
         Returns counts of records and events by status. Records are mapped by their connector;
         operator actions are published as they are.
         """
@@ -542,6 +562,8 @@ class Simulator:
         connectors = {name: build(name) for name in ("police", "citymgmt", "health", "courts", "open311")}
         end = self.start + self.duration
         queue = [item for item in self.items() if item[0] < end]  # later steps belong to the next day
+        if after is not None:  # the day is deterministic: the same items, in the same order
+            queue = [item for item in queue if (item[0], item[1]) > (after.at, after.seq)]
         counts: dict[str, int] = {"records": 0, "events": 0, "accepted": 0, "duplicate": 0, "rejected": 0}
         wall0 = time.monotonic()
         pos = 0
@@ -552,10 +574,12 @@ class Simulator:
                 else None
             )
             due: list[Item] = []
+            more = False  # a catch-up goes out in chunks, so its position is saved as it goes
             while pos < len(queue) and (now is None or queue[pos][0] <= now):
                 due.append(queue[pos])
                 pos += 1
-                if now is None and len(due) >= 5000:
+                if len(due) >= chunk:
+                    more = True
                     break
             if due:
                 events: list[dict[str, Any]] = []
@@ -571,9 +595,11 @@ class Simulator:
                 for result in await publish(events):
                     counts[result.status] = counts.get(result.status, 0) + 1
                 counts["events"] += len(events)
+                if on_published:
+                    on_published(Position(due[-1][0], due[-1][1]))
                 if on_tick:
                     on_tick(due[-1][0], counts)
-            if now is not None and pos < len(queue):
+            if now is not None and pos < len(queue) and not more:
                 await asyncio.sleep(tick)
         return counts
 

@@ -54,6 +54,7 @@ Event ids are ``<source>:<id>:row:<action>``, so a re-import (or a resumed one) 
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -204,7 +205,17 @@ class TabularConnector(base.Connector):
                 raise RecordError(column, f"{value!r} does not match {self.mapping.time_format!r}") from None
         else:
             moment = base.parse_time(value, column, self.mapping.tz)
-        return moment if moment.tzinfo else moment.replace(tzinfo=self.mapping.tz)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=self.mapping.tz)
+        # The plausible-time window, checked here so the rejection names the export's own column
+        # (the canonical check would only say "time"); a due time is a deadline: it may lie ahead.
+        window = self.catalogue.window
+        earliest, latest = window.bounds(time.time())
+        if name == "due":
+            latest += window.deadline_ahead
+        problem = window.problem(moment, earliest, latest, deadline=name == "due")
+        if problem is not None:
+            raise RecordError(column, problem)
+        return moment
 
     def map(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
         mp = self.mapping

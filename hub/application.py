@@ -41,6 +41,7 @@ from hub.domain import (
     AUTO,
     CONCLUDED_STAGES,
     INVERSE,
+    AlreadyDone,
     Case,
     CaseRefused,
     Part,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 class Verdict(StrEnum):
     APPLIED = "applied"
-    DUPLICATE = "duplicate"  # the case already holds this event id (idempotent receiver)
+    DUPLICATE = "duplicate"  # the case already holds this event id, or the step it reports (no-op)
     REFUSED = "refused"  # the case's stage does not allow it (maybe not yet: retry, then dead-letter)
     NOT_FOUND = "not_found"  # no such case (yet: its report may still be on the way)
 
@@ -339,6 +340,8 @@ class CaseLedger(Application[UUID]):
             else:
                 try:
                     self._command(case, valid, action, touched, trust_cache)
+                except AlreadyDone as exc:  # the step happened already (another source, a stale 督办)
+                    outcomes.append(Outcome(Verdict.DUPLICATE, case_id, str(exc)))
                 except CaseRefused as exc:
                     outcomes.append(Outcome(Verdict.REFUSED, case_id, str(exc)))
                 except ValueError as exc:  # unresolvable reference, unknown category, unroutable …

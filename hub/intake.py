@@ -505,7 +505,9 @@ class Intake:
             pull,
             Msg(
                 self.nc,
-                subject.decode(),
+                # The server stores any bytes as a subject: one that is not UTF-8 must not
+                # end the read loop (it used to wedge the connection); it is dead-lettered.
+                subject.decode("utf-8", "replace"),
                 reply.decode(),
                 data,
                 _parse_headers(headers) if headers else None,
@@ -727,7 +729,7 @@ class Intake:
         """A replayed dead letter is removed once its replay was applied or dead-lettered again."""
         for msg in done:
             replay_of = (msg.headers or {}).get(m.H_REPLAY_OF)
-            if not replay_of:
+            if not (replay_of and replay_of.isascii() and replay_of.isdigit()):  # forged: not ours
                 continue
             with contextlib.suppress(NotFoundError, BadRequestError):
                 await self.js.delete_msg(m.DLQ_STREAM, int(replay_of))

@@ -18,10 +18,12 @@ department. The CloudEvents ``type`` is ``<kind>.<action>``.
 from __future__ import annotations
 
 import re
+import time as _time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import field as dc_field
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -296,15 +298,122 @@ _DECODER = msgspec.json.Decoder(Envelope)
 
 
 # --------------------------------------------------------------------------- catalogue + validation
-@dataclass(frozen=True, slots=True)
-class Catalogue:
-    """Which departments exist and which record kinds each may publish (from configuration)."""
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SPAN = re.compile(r"([+-])(\d+(?:\.\d+)?)([smhdw])")
+TIME_WINDOW_GRAMMAR = (
+    "START/AHEAD or START/AHEAD/DEADLINE: START is an ISO 8601 date or time (naive = UTC) or -N<unit> "
+    "before now; "
+    "AHEAD is +N<unit> after now; DEADLINE (optional, default +366d) is +N<unit> after the event's own "
+    "time; units s, m, h, d, w (e.g. 1970-01-01/+1d, -400d/+1h, 2020-01-01/+10m/+90d)"
+)
 
-    kinds: Mapping[str, frozenset[str]]
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The plausible-time window (可信时间窗) every timestamp of an event must lie in.
+
+    Why at the edge: a time the store or the domain cannot compute with (year 10000 after a UTC
+    conversion, year 1) used to pass validation and then fail the store writer's whole batch, again
+    and again; a clock set years ahead would file a case under a deadline nobody can meet. Checked
+    here, such an event is answered (HTTP, import) or dead-lettered (NATS) naming its field, and its
+    neighbours go through. The event ``time`` (when it happened) may lie at most ``ahead`` after now;
+    deadlines inside ``data`` (``until``, ``deadline``) are in the future by nature, so they may lie
+    at most ``deadline_ahead`` after the event's own time. Both must be at or after the start.
+    Bounds are seconds since the epoch, so the check is two float comparisons per timestamp.
+    """
+
+    start: float = 0.0
+    """Earliest allowed instant (epoch seconds) when ``start_ago`` is None."""
+    start_ago: float | None = None
+    """When set: the earliest instant is this many seconds before now (a sliding start)."""
+    ahead: float = 86400.0
+    deadline_ahead: float = 366 * 86400.0
+    text: str = "1970-01-01/+1d"
 
     @classmethod
-    def of(cls, kinds: Mapping[str, Iterable[str]]) -> Catalogue:
-        return cls({dept: frozenset(ks) for dept, ks in kinds.items()})
+    def parse(cls, text: str) -> TimeWindow:
+        """Parse ``START/AHEAD[/DEADLINE]`` (see :data:`TIME_WINDOW_GRAMMAR`); ValueError says why."""
+        parts = [p.strip() for p in text.strip().split("/")]
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"{text!r}: expected {TIME_WINDOW_GRAMMAR}")
+        start, start_ago = 0.0, None
+        if parts[0].startswith("-"):
+            start_ago = _span(parts[0], "-", text)
+        else:
+            try:
+                moment = datetime.fromisoformat(parts[0])
+            except ValueError:
+                raise ValueError(
+                    f"{text!r}: START {parts[0]!r} is not an ISO 8601 date or time "
+                    f"nor -N<unit>; expected {TIME_WINDOW_GRAMMAR}"
+                ) from None
+            start = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        ahead = _span(parts[1], "+", text)
+        deadline = _span(parts[2], "+", text) if len(parts) == 3 else 366 * 86400.0
+        return cls(start, start_ago, ahead, deadline, text.strip())
+
+    def bounds(self, now: float) -> tuple[float, float]:
+        """(earliest, latest) allowed event time at ``now``, as epoch seconds."""
+        earliest = self.start if self.start_ago is None else now - self.start_ago
+        return earliest, now + self.ahead
+
+    def problem(self, moment: datetime, earliest: float, latest: float, deadline: bool = False) -> str | None:
+        """Why ``moment`` lies outside [earliest, latest], or None when it is inside. ``deadline``:
+        ``latest`` is the event's time plus ``deadline_ahead`` (a due time), not now plus ``ahead``."""
+        try:
+            seconds = moment.timestamp()
+        except (OverflowError, ValueError, OSError):  # 9999-12-31T23:00-08:00 is year 10000 in UTC
+            seconds = float("inf") if moment.year > 1970 else float("-inf")
+        if seconds < earliest:
+            return (
+                f"{moment.isoformat()} is before the plausible-time window "
+                f"(not before {_iso(earliest)}; HUB_TIME_WINDOW={self.text}); "
+                "send the time it really happened, with its UTC offset"
+            )
+        if seconds > latest and deadline:
+            return (
+                f"deadline {moment.isoformat()} is more than {self.deadline_ahead / 86400:g} days after "
+                f"the event's time (not after {_iso(latest)}; HUB_TIME_WINDOW={self.text}); "
+                "check the date and its time zone"
+            )
+        if seconds > latest:
+            return (
+                f"{moment.isoformat()} is after the plausible-time window "
+                f"(not after {_iso(latest)}; HUB_TIME_WINDOW={self.text}); "
+                "check the sending system's clock and time zone"
+            )
+        return None
+
+
+def _span(part: str, sign: str, text: str) -> float:
+    match = _SPAN.fullmatch(part)
+    if not match or match[1] != sign:
+        raise ValueError(f"{text!r}: {part!r} is not {sign}N<unit>; expected {TIME_WINDOW_GRAMMAR}")
+    return float(match[2]) * _UNITS[match[3]]
+
+
+def _iso(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{seconds:.0f} s after 1970"
+
+
+DEFAULT_TIME_WINDOW = TimeWindow()
+"""Not before 1970-01-01, at most a day ahead of now, deadlines at most 366 days after the event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """Which departments exist and which record kinds each may publish (from configuration), and
+    the plausible-time window their events' timestamps must lie in (``HUB_TIME_WINDOW``)."""
+
+    kinds: Mapping[str, frozenset[str]]
+    window: TimeWindow = dc_field(default=DEFAULT_TIME_WINDOW)
+
+    @classmethod
+    def of(cls, kinds: Mapping[str, Iterable[str]], window: TimeWindow | None = None) -> Catalogue:
+        return cls({dept: frozenset(ks) for dept, ks in kinds.items()}, window or DEFAULT_TIME_WINDOW)
 
 
 class Reason(StrEnum):
@@ -317,6 +426,9 @@ class Reason(StrEnum):
     SUBJECT_MISMATCH = "subject_mismatch"
     REFUSED = "refused"
     NOT_FOUND = "not_found"
+    # issue 14, the edge: bytes that are not UTF-8 text, and timestamps outside the window.
+    INVALID_ENCODING = "invalid_encoding"
+    TIME_WINDOW = "time_window"
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +438,12 @@ class Invalid:
     reason: Reason
     field: str
     detail: str
+
+    def __post_init__(self) -> None:
+        # Both end up in NATS headers and log lines: one printable line each, whatever the input
+        # held (a field name with CR/LF, a lone surrogate), and bounded.
+        object.__setattr__(self, "field", printable(self.field, 300))
+        object.__setattr__(self, "detail", printable(self.detail, 2000))
 
     def __str__(self) -> str:
         where = f" at {self.field}" if self.field else ""
@@ -365,19 +483,66 @@ def _error_field(exc: msgspec.ValidationError, prefix: str = "") -> tuple[str, s
         rule = (
             "field required" if missing else "unknown field (misspelt? see the JSON schema for this action)"
         )
+    if rule.startswith("Number out of range"):
+        rule = (
+            "number out of range (larger than a 64-bit integer or float can hold); send a number "
+            "within the field's range (see the JSON schema for this action)"
+        )
     field_path = f"{prefix}{path}" if path else prefix.rstrip(".")
     return field_path, rule
 
 
 def validate(raw: bytes | str, catalogue: Catalogue, subject: str | None = None) -> Valid | Invalid:
-    """Parse and check one event; never raises. ``subject`` is the NATS subject it arrived on."""
+    """Parse and check one event; never raises. ``subject`` is the NATS subject it arrived on.
+
+    Whatever the bytes, the answer is :class:`Valid` or :class:`Invalid` naming the field at fault:
+    one poison message must never stop the intake (it is dead-lettered, its neighbours stored) nor
+    an HTTP request (it is answered per record). Each failure the decoder can raise is handled
+    where it can be explained (bad UTF-8, nesting too deep, numbers out of range, NUL characters,
+    times out of the window); the last ``except`` only guards against what nobody foresaw, and it
+    still names the exception.
+    """
+    try:
+        return _validate(raw, catalogue, subject)
+    except Exception as exc:  # defence in depth: validation must never stop its caller
+        return Invalid(
+            Reason.SCHEMA,
+            "",
+            f"the event could not be checked ({exc.__class__.__name__}: {exc}); send one CloudEvents "
+            "JSON object in UTF-8 (see docs/connectors.md)",
+        )
+
+
+def _validate(raw: bytes | str, catalogue: Catalogue, subject: str | None) -> Valid | Invalid:
     try:
         env = _DECODER.decode(raw)
     except msgspec.ValidationError as exc:
         field_path, detail = _error_field(exc)
+        if "[...]" in field_path or "number out of range" in detail:
+            field_path = _locate(_as_bytes(raw), _undecodable) or field_path
         return Invalid(Reason.SCHEMA, field_path, detail)
     except msgspec.DecodeError as exc:
-        return Invalid(Reason.INVALID_JSON, "", str(exc))
+        return Invalid(
+            Reason.INVALID_JSON,
+            undecodable_path(_as_bytes(raw)),
+            f"{exc}; send one CloudEvents JSON object (UTF-8) per message",
+        )
+    except UnicodeDecodeError as exc:  # a string holding bytes that are not UTF-8
+        return _not_utf8(raw, exc)
+    except UnicodeEncodeError as exc:  # str input holding a lone surrogate (cannot be UTF-8)
+        return Invalid(
+            Reason.INVALID_ENCODING,
+            "",
+            f"character {exc.start} is a lone surrogate {exc.object[exc.start : exc.end]!r}, which "
+            "has no UTF-8 form; send the text as valid Unicode",
+        )
+    except RecursionError:
+        return Invalid(
+            Reason.SCHEMA,
+            _deep_path(_as_bytes(raw)),
+            f"nested too deeply (more than {_MAX_DEPTH} levels of arrays/objects); an event's data "
+            "is at most a few levels deep (see the JSON schema of its action)",
+        )
     action = env.type.rsplit(".", 1)[1]
     if action not in _ACTIONS:
         return Invalid(
@@ -405,12 +570,249 @@ def validate(raw: bytes | str, catalogue: Catalogue, subject: str | None = None)
         )
     if env.department == COMMAND_DEPARTMENT and env.caseid is None:
         return Invalid(Reason.SCHEMA, "caseid", "operator commands must name the hub case id")
+    model = PAYLOADS[_ACTION_OF[action]]
     try:
-        payload = msgspec.convert(env.data, PAYLOADS[_ACTION_OF[action]])
+        payload = msgspec.convert(env.data, model)
     except msgspec.ValidationError as exc:
         field_path, detail = _error_field(exc, "data.")
         return Invalid(Reason.SCHEMA, field_path, detail)
-    return Valid(env, payload, case_id, raw)
+    if (b"\\u0000" in raw) if isinstance(raw, bytes) else ("\\u0000" in raw):  # rarely true
+        nul = _nul_path(raw)
+        if nul is not None:
+            return Invalid(
+                Reason.SCHEMA,
+                nul,
+                "contains a NUL character (\\u0000), which PostgreSQL text and most tools cannot "
+                "hold; remove it at the source",
+            )
+    return _check_times(env, payload, model, catalogue.window) or Valid(env, payload, case_id, raw)
+
+
+def _check_times(
+    env: Envelope, payload: _Payload, model: type[_Payload], window: TimeWindow
+) -> Invalid | None:
+    """The event ``time`` and every deadline in ``data`` against the plausible-time window.
+
+    On the intake's hot path: the common case is two float comparisons (≈ 0.3 µs); the messages
+    are built only for an event outside the window."""
+    now = _time.time()
+    earliest = window.start if window.start_ago is None else now - window.start_ago
+    latest = now + window.ahead
+    try:
+        at = env.time.timestamp()
+    except (OverflowError, ValueError, OSError):  # beyond datetime's range once in UTC
+        at = float("nan")
+    if not earliest <= at <= latest:
+        return Invalid(
+            Reason.TIME_WINDOW, "time", window.problem(env.time, earliest, latest) or "out of range"
+        )
+    names = _TIME_FIELDS.get(model)
+    if names:
+        horizon = at + window.deadline_ahead
+        for name in names:
+            moment = getattr(payload, name)
+            if moment is None:
+                continue
+            problem = window.problem(moment, earliest, horizon, deadline=True)
+            if problem is not None:
+                return Invalid(Reason.TIME_WINDOW, f"data.{name}", problem)
+    return None
+
+
+def _datetime_fields(model: type[_Payload]) -> tuple[str, ...]:
+    """Names of a payload's timestamp fields (optional ones included), found once at import."""
+    info = msgspec.inspect.type_info(model)
+    assert isinstance(info, msgspec.inspect.StructType)
+    names = []
+    for f in info.fields:
+        options = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        if any(isinstance(t, msgspec.inspect.DateTimeType) for t in options):
+            names.append(f.name)
+    return tuple(names)
+
+
+_TIME_FIELDS: dict[type[_Payload], tuple[str, ...]] = {
+    model: names for model in PAYLOADS.values() if (names := _datetime_fields(model))
+}
+_MAX_DEPTH = 64
+_RAW_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+
+
+def _as_bytes(raw: bytes | str) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+
+
+def _undecodable(member: bytes) -> bool:
+    try:
+        msgspec.json.decode(member)
+    except Exception:
+        return True
+    return False
+
+
+def _locate(raw: bytes, broken: Any, depth: int = 0) -> str:
+    """The path (``data.t``, ``attachments.3``) of the innermost member of JSON ``raw`` for which
+    ``broken(member_bytes)`` holds, or "" when ``raw`` is not an object or array it can split.
+    Members are split without decoding them (``msgspec.Raw``), so a member that cannot be
+    decoded (bad UTF-8, a number out of range) can be pointed at. Runs only for rejected events."""
+    if depth >= 16:
+        return ""
+    members: Iterable[tuple[Any, Any]]
+    try:
+        members = _RAW_MEMBERS.decode(raw).items()
+    except Exception:
+        try:
+            members = enumerate(_RAW_ITEMS.decode(raw))
+        except Exception:
+            return ""
+    for key, member in members:
+        sub = bytes(member)
+        if broken(sub):
+            inner = _locate(sub, broken, depth + 1)
+            return f"{key}.{inner}" if inner else str(key)
+    return ""
+
+
+def undecodable_path(raw: bytes) -> str:
+    """The path (``title``, ``reporter.name``, ``3.title``) of the innermost member of the JSON
+    object or array ``raw`` that cannot be decoded (bytes that are not UTF-8, a number out of
+    range, nesting too deep), or "" when there is none or ``raw`` cannot be split at all. For
+    answering a poison record naming its field (HTTP ingest, file import); slow, so only on errors."""
+    try:
+        return _locate(raw, _undecodable) or _deep_path(raw)
+    except Exception:  # a locator must never turn an answer into an exception
+        return ""
+
+
+def _not_utf8(raw: bytes | str, exc: UnicodeDecodeError) -> Invalid:
+    data = _as_bytes(raw)
+    where = _locate(data, lambda member: _raises_unicode(member))
+    bad = exc.object[exc.start : exc.end]
+    return Invalid(
+        Reason.INVALID_ENCODING,
+        where,
+        f"holds bytes that are not UTF-8 ({bytes(bad)!r}: {exc.reason}); the hub accepts UTF-8 "
+        "only: convert the text at the source (e.g. from GBK/GB18030) or escape it as \\uXXXX",
+    )
+
+
+def _raises_unicode(member: bytes) -> bool:
+    try:
+        msgspec.json.decode(member)
+    except UnicodeDecodeError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _deep_path(raw: bytes) -> str:
+    """Where JSON ``raw`` first nests deeper than :data:`_MAX_DEPTH`: the keys (and array indexes)
+    leading there, at most 8 of them; "" when it never does. A token scan, not a parse: it must
+    not recurse itself."""
+    path: list[str] = []
+    counters: list[int | None] = []  # per open container: array index, or None inside an object
+    expect_key = False
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token in (b"{", b"["):
+            counters.append(None if token == b"{" else 0)
+            path.append("0" if token == b"[" else "")
+            expect_key = token == b"{"
+            if len(counters) > _MAX_DEPTH:
+                break
+        elif token in (b"}", b"]"):
+            if counters:
+                counters.pop()
+                path.pop()
+            expect_key = False
+        elif token == b",":
+            top = counters[-1] if counters else None
+            if top is not None:
+                counters[-1] = top + 1
+                path[-1] = str(top + 1)
+            else:
+                expect_key = True
+        elif token == b":":
+            expect_key = False
+        elif expect_key and counters:
+            path[-1] = token[1:-1].decode("utf-8", "replace")
+            expect_key = False
+    else:
+        return ""
+    shown = [p for p in path if p != ""]
+    return ".".join(shown[:8]) + (".…" if len(shown) > 8 else "")
+
+
+def split_array(raw: bytes) -> list[bytes] | None:
+    """The members of the JSON array ``raw`` as bytes, found by a token scan that neither decodes
+    nor recurses, so one member with bad bytes, a huge number or nesting a thousand levels deep
+    can be judged apart from its neighbours (HTTP ingest). None when ``raw`` is not one array."""
+    start = len(raw) - len(raw.lstrip())
+    if raw[start : start + 1] != b"[":
+        return None
+    members: list[bytes] = []
+    depth = 0
+    begin = start + 1
+    for match in _TOKEN.finditer(raw, start):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+        elif token in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                last = raw[begin : match.start()]
+                if last.strip():
+                    members.append(last.strip())
+                elif members:
+                    return None  # a trailing comma
+                return members if not raw[match.end() :].strip() else None
+        elif token == b"," and depth == 1:
+            member = raw[begin : match.start()].strip()
+            if not member:
+                return None
+            members.append(member)
+            begin = match.end()
+    return None
+
+
+def _nul_path(raw: bytes | str) -> str | None:
+    """Path of the first key or string holding U+0000, or None (``\\u0000`` was literal text)."""
+    try:
+        tree = msgspec.json.decode(raw)
+    except Exception:
+        return None
+    stack: list[tuple[str, Any]] = [("", tree)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return where
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                path = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return path
+                stack.append((path, value))
+        elif isinstance(node, list):
+            stack.extend((f"{where}.{i}" if where else str(i), v) for i, v in enumerate(node))
+    return None
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """``text`` as one printable, UTF-8-encodable line of at most ``limit`` characters: control
+    characters and lone surrogates escaped. For what goes into NATS headers and log lines."""
+    out = text.translate(_CONTROL)
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        out = out.encode("utf-8", "backslashreplace").decode("utf-8")
+    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def decode_trusted(raw: bytes | str) -> Valid:
@@ -536,7 +938,7 @@ def public_subject(subject: str, raw: bytes = b"") -> str:
         return subject
     try:
         event = msgspec.json.decode(raw) if raw else None
-    except msgspec.DecodeError:
+    except Exception:  # a dead letter may hold anything: bad UTF-8, deep nesting, huge numbers
         event = None
     key = case_key_of(event) if isinstance(event, dict) else None
     return f"{base}.{key}" if key else base

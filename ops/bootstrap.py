@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import nats
@@ -21,7 +22,7 @@ from hub.application import CaseLedger
 from hub.config import load_catalogue, load_domain
 from hub.intake import Intake, IntakeSettings, Ledger, StreamSettings, ensure_streams
 from ops.cluster import stream_settings_for
-from ops.settings import Settings, store_env
+from ops.settings import Settings, store_env, time_window
 
 log = logging.getLogger("hub")
 
@@ -116,7 +117,8 @@ async def start_intake(
         ledger = await asyncio.to_thread(RemoteLedger, store_url, config_dir)
     else:
         ledger = await asyncio.to_thread(build_ledger, store_url, config_dir=config_dir)
-    intake = Intake(nc, ledger, load_catalogue(config_dir), settings)
+    catalogue = replace(load_catalogue(config_dir), window=time_window())  # HUB_TIME_WINDOW
+    intake = Intake(nc, ledger, catalogue, settings)
 
     async def run() -> None:
         try:

@@ -28,7 +28,8 @@ from ops.console import console, err
 from ops.logs import setup_logging
 from ops.natsd import NatsStartError
 from ops.runtime import HubRuntime, RuntimeOptions
-from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError
+from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError, time_window
+from ops.settings import demo_speed as settings_demo_speed
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -109,6 +110,14 @@ def up(
         float,
         typer.Option("--demo-rate", help="Demo-city cases per hour (mean over the day). Env HUB_DEMO_RATE."),
     ] = 600.0,
+    demo_speed: Annotated[
+        float | None,
+        typer.Option(
+            "--demo-speed",
+            help="Demo-city clock: simulated seconds per second (1 = real time; e.g. 20 for ten demo "
+            "minutes in thirty seconds). Env HUB_DEMO_SPEED.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the hub: embedded NATS JetStream (unless HUB_NATS_URL), intake into the event store."""
@@ -119,7 +128,8 @@ def up(
     if os.environ.get("HUB_DEMO_RATE"):
         demo_rate = float(os.environ["HUB_DEMO_RATE"])
     try:
-        asyncio.run(_up(settings, host, http_port, nats_port, no_demo, demo_rate))
+        speed = settings_demo_speed(demo_speed)
+        asyncio.run(_up(settings, host, http_port, nats_port, no_demo, demo_rate, speed))
     except (NatsStartError, SettingsError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
 
@@ -131,10 +141,12 @@ async def _up(
     nats_port: int | None,
     no_demo: bool,
     demo_rate: float = 600.0,
+    demo_speed: float = 1.0,
 ) -> None:
     options = RuntimeOptions(
-        host=host, http_port=http_port, nats_port=nats_port, demo=not no_demo, demo_rate=demo_rate
-    )
+        host=host, http_port=http_port, nats_port=nats_port, demo=not no_demo, demo_rate=demo_rate,
+        demo_speed=demo_speed,
+    )  # fmt: skip
     runtime = HubRuntime(settings, options)
     try:
         await runtime.start()
@@ -155,7 +167,9 @@ async def _up(
     console.print(
         "  demo city      : "
         + (
-            f"running, ~{demo_rate:g} cases/hour (a seeded day, joined at the current time)"
+            f"running, ~{demo_rate:g} cases/hour (a seeded day, joined at the current time"
+            + (f", clock ×{demo_speed:g}" if demo_speed != 1.0 else "")
+            + "; resumes where it stopped)"
             if not no_demo
             else "off (--no-demo)"
         )
@@ -238,6 +252,7 @@ def intake(
             worker=worker,
             workers=workers,
         )
+        time_window()  # a malformed HUB_TIME_WINDOW is refused here, before connecting
     except ValueError as exc:
         raise _fail(str(exc)) from None
 

@@ -16,10 +16,11 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ops.console import console, err
-from ops.settings import Settings
+from ops.settings import Settings, SettingsError, time_window
 
 
 def _duration(text: str) -> timedelta:
@@ -78,12 +79,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import a department export through a connector: resumable, no duplicates, per-row report.
 
-        Rejected rows are listed with their row number and reason (first 20 on screen, all in
-        <checkpoint>.rejects.jsonl). Re-running after an interruption continues from the checkpoint;
-        rows published twice are deduplicated by their stable event ids.
+        Every row is accounted for: rows read = accepted + duplicate + rejected. Rejected rows,
+        including those the reader cannot parse (bad bytes, broken quotes, wrong column count), are
+        listed with their row and line number and reason (first 20 on screen, all in
+        <checkpoint>.rejects.jsonl); the rest of the file is imported. Re-running after an
+        interruption continues from the checkpoint; rows published twice are deduplicated by their
+        stable event ids.
         """
         from connectors import registry
         from connectors.importer import (
+            UnreadableFile,
             count_rows,
             default_checkpoint,
             detect_format,
@@ -97,10 +102,10 @@ def register(app: typer.Typer) -> None:
         if not file.exists():
             raise typer.BadParameter(f"{file}: no such file")
         try:
-            conn = registry.build(connector, mapping)
+            conn = registry.build(connector, mapping, time_window())  # HUB_TIME_WINDOW
             fmt = detect_format(file)
-        except (ValueError, MappingError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
+        except (ValueError, MappingError, SettingsError) as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         cp_path = checkpoint or default_checkpoint(file, connector, settings.data_dir / "imports")
         cp_path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +134,13 @@ def register(app: typer.Typer) -> None:
                 with progress:
                     task = progress.add_task("rows", total=total)
 
-                    def on_chunk(done: int, results: list[Any]) -> None:
+                    def on_chunk(done: int, results: list[Any], lines: list[int | None]) -> None:
                         nonlocal shown
-                        for r in results:
+                        for r, line in zip(results, lines, strict=True):
                             if r.status == "rejected" and shown < 20:
-                                err.print(f"row {r.index + 1}: {r.error}")
+                                where = f"row {r.index + 1}" + (f" (line {line})" if line else "")
+                                field = f" [{r.field}]" if r.field else ""
+                                err.print(f"{where}{field}: {r.error}", markup=False, highlight=False)
                                 shown += 1
                         progress.update(task, completed=done)
 
@@ -141,11 +148,19 @@ def register(app: typer.Typer) -> None:
             finally:
                 await nc.close()
 
-        cp = asyncio.run(main())
+        try:
+            cp = asyncio.run(main())
+        except UnreadableFile as exc:  # a CSV header that cannot be read: nothing to import
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
         summary = ", ".join(f"{n} {s}" for s, n in sorted(cp.counts.items())) or "nothing"
-        console.print(f"imported {file}: {cp.rows_done} rows ({summary})")
+        # rows read = accepted + duplicate + rejected: every row of the file is in one of them.
+        console.print(f"imported {file}: {cp.rows_done} rows ({summary})", markup=False, highlight=False)
+        if not cp.accounted():
+            err.print(f"[red]error:[/red] the counts do not add up to {cp.rows_done} rows: {cp.counts}")
+            raise typer.Exit(1)
         if cp.counts.get("rejected"):
-            console.print(f"rejected rows: {rejects_path}")
+            console.print(f"rejected rows (row, line, field, error): {rejects_path}")
 
     @app.command()
     def simulate(

@@ -40,7 +40,13 @@ class RuntimeOptions:
     demo: bool = True
     demo_rate: float = 600.0
     """New cases per simulated hour in the demo city (the programmes see a few hundred)."""
+    demo_speed: float = 1.0
+    """Simulated seconds per wall second of the demo city (1 = real time; ``hub up --demo-speed``).
+    Above 1 the deadline watcher follows the demo's simulated time and ticks that much faster."""
     watch_every_s: float = 15.0
+    watch_backlog: int = 1000
+    """The deadline watcher waits while more events than this wait for the intake: the cases'
+    later steps are still on the way then (a catch-up, a back-fill), so their breaches are not real."""
 
 
 def graphql_app_routes(
@@ -330,44 +336,128 @@ class HubRuntime:
 
     # ------------------------------------------------------------------ background work
     async def _watch_deadlines(self) -> None:
-        """督办 on SLA breach: breach events go through NATS like any other (one writer, exactly once)."""
+        """督办 on SLA breach: breach events go through NATS like any other (one writer, exactly once).
+
+        The watcher never fills the dead-letter queue with its own escalations. While the intake
+        has a backlog (the demo day caught up at start, a back-fill, a restart) it waits: the store
+        does not yet hold the cases' later steps, so a "breach" seen there is mostly stale. A breach
+        it published is not published again for ten minutes (it is on its way). And whatever still
+        arrives for a deadline the case has meanwhile left, or one already escalated, the case
+        treats as already done (``AlreadyDone``): acknowledged as a duplicate, never refused.
+        """
         from connectors.publisher import publish_events
+        from ops.demo import demo_catching_up, demo_time
 
         assert self.nc is not None and self.intake is not None
+        intake = self.intake
         js = self.nc.jetstream(timeout=10, publish_async_max_pending=4000)
+        speed = self.options.demo_speed if self.options.demo else 1.0
+        every = self.options.watch_every_s / max(1.0, speed)
+        loop = asyncio.get_running_loop()
+        published: dict[str, float] = {}  # breach event id → when it was published (loop time)
+        waiting = False
+
+        async def backlog() -> str | None:
+            """Why the store does not show the cases as they are yet, or None when it does."""
+            if self.options.demo and demo_catching_up(self.settings.data_dir, datetime.now(UTC)):
+                return "the demo city is publishing the past"
+            infos = [await js.consumer_info("CITY", durable) for durable in intake.durables]
+            pending = sum(info.num_pending or 0 for info in infos)
+            return f"{pending} events pending" if pending > self.options.watch_backlog else None
+
         while True:
-            await asyncio.sleep(self.options.watch_every_s)
+            await asyncio.sleep(every)
             try:
-                events = await self.intake.on_writer(self.intake.ledger.breach_events, datetime.now(UTC))
+                behind = await backlog()
+                if behind is not None:
+                    if not waiting:
+                        log.info("deadline watcher: waiting for the intake to catch up (%s)", behind)
+                    waiting = True
+                    continue
+                if waiting:
+                    log.info("deadline watcher: the intake has caught up; watching deadlines again")
+                    waiting = False
+                now = datetime.now(UTC)
+                if speed != 1.0:  # an accelerated demo: its simulated time runs ahead of the wall clock
+                    now = demo_time(self.settings.data_dir, now)
+                attach = getattr(intake.ledger, "submit_batch", None)
+                if attach is not None:
+                    # A store-writer process: make sure its pipe is attached on this loop (an empty
+                    # batch does it), so the blocking call below goes through the same ordered
+                    # channel as the batches. Otherwise a first batch attaching while this call waits
+                    # on the raw pipe takes its reply (found at restarts: "a reply nobody asked for").
+                    await attach([])
+                events = await intake.on_writer(intake.ledger.breach_events, now)
+                tick = loop.time()
+                published = {k: t for k, t in published.items() if tick - t < 600}
+                events = [e for e in events if e["id"] not in published]
                 if events:
                     await publish_events(js, events)
+                    published.update(dict.fromkeys((e["id"] for e in events), tick))
                     self.breaches_escalated += len(events)
                     log.info("deadline watcher: %d breaches escalated", len(events))
             except Exception:
                 log.exception("deadline watcher failed; retrying at the next tick")
 
     async def _demo_city(self) -> None:
-        """The demo city lives in real time: each day is a seeded simulation joined at the current time."""
+        """The demo city: each day a seeded simulation, joined at the current time on a fresh start.
+
+        It resumes where it stopped: the position of the day (``demo-city.json`` in the data dir,
+        :mod:`ops.demo`) is saved after each acknowledged publish, so a restart publishes only what
+        happened while the hub was down instead of the whole day again. ``demo_speed`` above 1 runs
+        the simulated clock that much faster (from the wall clock, or from where an accelerated run
+        stopped), for demonstrations and tests of many demo minutes in one.
+        """
         from connectors.base import CHINA_TZ
         from connectors.publisher import publish_events
-        from connectors.simulator import Simulator
+        from connectors.simulator import Position, Simulator
+        from ops.demo import DemoState
 
         assert self.nc is not None
         js = self.nc.jetstream(timeout=10, publish_async_max_pending=4000)
+        data_dir, rate, speed = self.settings.data_dir, self.options.demo_rate, self.options.demo_speed
+        loop = asyncio.get_running_loop()
 
         async def publish(events: Any) -> Any:
             return await publish_events(js, events)
 
-        while True:
+        def clock_at_start() -> datetime:
             now = datetime.now(CHINA_TZ)
-            day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            saved = DemoState.load(data_dir)
+            if speed != 1.0 and saved is not None and saved.position.at > now:
+                return saved.position.at.astimezone(CHINA_TZ)  # an accelerated run went on ahead
+            return now
+
+        clock = clock_at_start()
+        while True:
+            day = clock.replace(hour=0, minute=0, second=0, microsecond=0)
+            saved = DemoState.load(data_dir)
+            after = saved.resumes(day.date(), rate) if saved is not None else None
+            # Say where the day starts before publishing (the deadline watcher waits for a catch-up).
+            DemoState(day.date(), rate, after or Position(day, 0)).save(data_dir)
+            if after is not None:
+                log.info("demo city: resuming %s after %s", day.date(), after.at.isoformat())
+
+            def remember(position: Position, day: datetime = day) -> None:
+                DemoState(day.date(), rate, position).save(data_dir)
+
             seed = zlib.crc32(day.date().isoformat().encode())
-            sim = Simulator(seed=seed, rate=self.options.demo_rate, duration=timedelta(days=1), start=day)
+            sim = Simulator(seed=seed, rate=rate, duration=timedelta(days=1), start=day)
+            wall0 = loop.time()
             try:
-                await sim.run(publish, speed=1.0, tick=1.0, from_time=now)
+                await sim.run(
+                    publish, speed=speed, tick=1.0, from_time=clock, after=after, on_published=remember
+                )
             except Exception:
                 log.exception("demo city stopped; restarting it in 10 s")
                 await asyncio.sleep(10)
+                clock = clock_at_start()
+                continue
+            # Every record of the day is out: wait for the simulated midnight, then the next day.
+            next_day = day + timedelta(days=1)
+            simulated = clock + timedelta(seconds=(loop.time() - wall0) * speed)
+            await asyncio.sleep(max(0.0, (next_day - simulated).total_seconds() / speed))
+            clock = max(next_day, datetime.now(CHINA_TZ)) if speed == 1.0 else next_day
 
     # ------------------------------------------------------------------ metrics
     async def samples(self) -> list[Sample]:

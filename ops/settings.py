@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from hub.messages import DEFAULT_TIME_WINDOW, TimeWindow
+
 DEFAULT_NATS_PORT = 4222
 DEFAULT_HTTP_PORT = 8000
 
@@ -75,6 +77,40 @@ class Settings:
         if self.nats_url_file.exists():
             return self.nats_url_file.read_text().strip()
         return f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
+
+
+def time_window(text: str | None = None) -> TimeWindow:
+    """The plausible-time window of event timestamps (``HUB_TIME_WINDOW``, default
+    ``1970-01-01/+1d``): events outside it are answered or dead-lettered with reason
+    ``time_window`` naming the field. Grammar: :data:`hub.messages.TIME_WINDOW_GRAMMAR`. Used by
+    ``hub up``, ``hub intake``, HTTP ingest and ``hub import`` alike."""
+    raw = text if text is not None else os.environ.get("HUB_TIME_WINDOW", "")
+    if not raw.strip():
+        return DEFAULT_TIME_WINDOW
+    try:
+        return TimeWindow.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"HUB_TIME_WINDOW {exc}") from None
+
+
+MAX_DEMO_SPEED = 3600.0
+
+
+def demo_speed(explicit: float | None = None) -> float:
+    """The demo city's clock: simulated seconds per wall second (``--demo-speed``, else
+    ``HUB_DEMO_SPEED``, else 1 = real time). Faster clocks are for demonstrations and tests that
+    need many demo minutes in one (e.g. 20: ten demo minutes in thirty seconds)."""
+    raw: object = explicit if explicit is not None else os.environ.get("HUB_DEMO_SPEED") or 1.0
+    where = "--demo-speed" if explicit is not None else "HUB_DEMO_SPEED"
+    try:
+        speed = float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise SettingsError(
+            f"{where} {raw!r}: expected a number of simulated seconds per second, e.g. 20"
+        ) from None
+    if not 0 < speed <= MAX_DEMO_SPEED:
+        raise SettingsError(f"{where} {raw!r}: expected a speed above 0 and at most {MAX_DEMO_SPEED:g}")
+    return speed
 
 
 def store_env(url: str, store_key: str | None = None) -> dict[str, str]:

@@ -25,6 +25,7 @@ from connectors.open311 import services
 from connectors.publisher import publish_events
 from hub.api.ingest import IngestConfig, SubmitFn, ingest_routes
 from hub.api.open311 import Open311Config, RequestReads, open311_routes
+from ops.settings import time_window
 
 DEFAULTS = Path(__file__).parent / "defaults"
 DESCRIPTIONS = {
@@ -39,13 +40,14 @@ DESCRIPTIONS = {
 def make_submit(js: JetStreamContext, mappings: Mapping[str, Path] | None = None) -> SubmitFn:
     """``submit(name, records)``: map with the named connector, publish, one result dict per record."""
     cache: dict[str, base.Connector] = {}
+    window = time_window()  # HUB_TIME_WINDOW: answered per record at 202-time
 
     async def publish(events: Sequence[dict[str, Any]]) -> Sequence[Any]:
         return await publish_events(js, events)
 
     async def submit(name: str, records: Sequence[Any]) -> Sequence[Mapping[str, Any]]:
         if name not in cache:
-            cache[name] = registry.build(name, (mappings or {}).get(name))
+            cache[name] = registry.build(name, (mappings or {}).get(name), window)
         results = await base.submit(cache[name], records, publish)
         return [r.as_json() | {"error": r.error, "field": r.field} for r in results]
 

@@ -7,6 +7,11 @@ Answer: ``202 Accepted`` with one result per record (index, event id, status acc
 rejected, and for a rejection the error naming the record's own field). 202, not 200, because
 "accepted" means durably in the JetStream stream; the case is updated by the intake moments later.
 
+Poison is answered per record, never with a 500: a record with bytes that are not UTF-8, a number
+out of range or nesting too deep is split out of the body (:func:`hub.messages.split_array`) and
+rejected alone naming its field, a time outside the plausible-time window (``HUB_TIME_WINDOW``) is
+rejected by its connector's validation; only a body that is not JSON at all is a 400.
+
 Why the mapping is injected: ``hub.api`` may not import ``connectors`` (design §3). ops passes a
 ``submit(connector, records)`` coroutine (the connector registry plus the publisher) and the
 connector → department table; this module only does HTTP: auth, limits, parsing, status codes.
@@ -103,23 +108,35 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 class _BadRecord:
-    """An NDJSON line that is not JSON: answered as a rejected record, the others still go through."""
+    """A record that is not JSON (bad bytes, broken syntax, too deep, a number out of range):
+    answered as a rejected record naming its ``field`` where it can be found; the others go on."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, field: str = "") -> None:
         self.detail = detail
+        self.field = field
+
+
+def _bad(raw: bytes, exc: Exception, what: str) -> _BadRecord:
+    where = m.undecodable_path(raw)
+    try:
+        raw.decode("utf-8")
+        hint = "send valid JSON"
+    except UnicodeDecodeError:
+        hint = "send UTF-8 text (convert it at the source, e.g. from GBK/GB18030)"
+    return _BadRecord(f"{what} is not valid JSON ({exc}); {hint}", where)
 
 
 def _parse(body: bytes, content_type: str) -> list[Any]:
     ctype = content_type.split(";")[0].strip().lower()
     if ctype in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"):
         records: list[Any] = []
-        for line in body.splitlines():
+        for number, line in enumerate(body.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 records.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                records.append(_BadRecord(f"line is not JSON: {exc}"))
+                records.append(_bad(line, exc, f"line {number}"))
         return records
     if ctype not in ("application/json", ""):
         raise _Problem(
@@ -128,12 +145,33 @@ def _parse(body: bytes, content_type: str) -> list[Any]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _Problem(400, f"body is not JSON: {exc}") from None
+        return _split(body, exc)
     if isinstance(parsed, dict):
         return [parsed]
     if not isinstance(parsed, list):
         raise _Problem(400, "body must be a JSON array of records (or one record object)")
     return parsed
+
+
+def _split(body: bytes, exc: orjson.JSONDecodeError) -> list[Any]:
+    """A JSON body orjson refused: when it is still an array of records, each record is judged
+    on its own, so one poison record (bad bytes, a huge number, deep nesting) is rejected alone
+    and its neighbours go on; otherwise the whole body is answered 400, saying why."""
+    members = m.split_array(body)
+    if members is None:
+        try:
+            body.decode("utf-8")
+            hint = "send a JSON array of records (or one record object)"
+        except UnicodeDecodeError as bad:
+            hint = f"the body is not UTF-8 at byte {bad.start}; send UTF-8 JSON"
+        raise _Problem(400, f"body is not JSON: {exc}; {hint}") from None
+    records: list[Any] = []
+    for index, raw in enumerate(members):
+        try:
+            records.append(orjson.loads(raw))
+        except orjson.JSONDecodeError as bad:
+            records.append(_bad(raw, bad, f"record {index}"))
+    return records
 
 
 def ingest_routes(cfg: IngestConfig) -> list[Route]:
@@ -154,7 +192,7 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 )
         except _Problem as exc:
             return _problem(exc)
-        bad = {i: r.detail for i, r in enumerate(records) if isinstance(r, _BadRecord)}
+        bad = {i: r for i, r in enumerate(records) if isinstance(r, _BadRecord)}
         try:
             results = await _submit(cfg, connector, [None if i in bad else r for i, r in enumerate(records)])
         except _Problem as exc:
@@ -163,7 +201,7 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
         for i, result in enumerate(results):
             row = dict(result)
             if i in bad:
-                row.update(status="rejected", error=bad[i], field="", event_id="")
+                row.update(status="rejected", error=bad[i].detail, field=bad[i].field, event_id="")
             out.append(row)
         counts = {s: sum(1 for r in out if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
         body: dict[str, Any] = {"connector": connector, **counts, "results": out}
@@ -312,7 +350,7 @@ def openapi_document(cfg: IngestConfig) -> dict[str, Any]:
                                 },
                             }
                             for code, text in (
-                                (400, "body is not JSON"),
+                                (400, "body is not JSON at all (a poison record is rejected alone)"),
                                 (401, "missing or unknown token"),
                                 (403, "token of another department"),
                                 (404, "unknown connector"),

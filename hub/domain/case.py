@@ -135,6 +135,20 @@ class CaseRefused(Exception):
         super().__init__(message)
 
 
+class AlreadyDone(CaseRefused):
+    """A command whose effect the case already holds, or that the case's history has overtaken.
+
+    Why a refusal of its own: nothing is wrong and nothing needs anybody's attention. Two sources
+    report the same step (the operator's 派遣 and then the department's own dispatch record), or
+    the deadline watcher's 督办 arrives for a deadline the case has meanwhile left (it was caught
+    up, back-filled, closed, extended). The case records nothing, as for any refusal, and the
+    application acknowledges the event as a duplicate instead of dead-lettering it, so the
+    dead-letter queue keeps meaning "a department record needs attention". Genuinely wrong
+    transitions (a step the case has not reached, or one that contradicts its history) stay
+    :class:`CaseRefused`.
+    """
+
+
 class Case(Aggregate):
     """案件: a department's case moving through the hub's closed loop."""
 
@@ -308,6 +322,7 @@ class Case(Aggregate):
             case.escalations += 1
             if self.deadline is not None:
                 case.breaches += 1
+                case.last_breach = (self.stage, self.deadline)
 
     class Extended(Event):
         TOPIC = "citybrain.case.extended.v1"
@@ -411,6 +426,8 @@ class Case(Aggregate):
         self.due: datetime | None = due
         """Deadline of the current stage (SLA); None when the stage has no limit or is finished."""
         self.breaches = 0
+        self.last_breach: tuple[str | None, datetime] | None = None
+        """The stage and deadline of the last SLA breach escalated (督办), so a repeat is a no-op."""
         self.merged_into: UUID | None = None
         self.finished_reason: str | None = None
 
@@ -541,6 +558,10 @@ class Case(Aggregate):
             due=sla.due(Stage.REPORTED.value, at) if sla is not None else None,
         )
 
+    def _done(self, command: str, why: str) -> AlreadyDone:
+        """The refusal of a step the case has already taken (acknowledged as a duplicate)."""
+        return AlreadyDone(command, self, why)
+
     def _guard(self, command: str) -> None:
         if command not in self.allowed_commands():
             why = "it is suspended (挂起)" if self.is_suspended else "not allowed now"
@@ -552,6 +573,8 @@ class Case(Aggregate):
         sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """立案 (``sla`` should reflect a corrected category or priority)."""
+        if self.registered_at is not None:
+            raise self._done("register", "it was already registered (立案)")
         self._guard("register")
         if priority is not None and priority not in PRIORITIES:
             raise CaseRefused("register", self, f"priority {priority!r} is not one of {PRIORITIES}")
@@ -562,6 +585,8 @@ class Case(Aggregate):
 
     def reject(self, *, event_id: str, at: datetime, actor: str, department: str, reason: str) -> None:
         """不予立案 (with the reason, which the reporter is told)."""
+        if self.stage is Stage.REJECTED:
+            raise self._done("reject", "it was already rejected (不予立案)")
         self._guard("reject")
         self.trigger_event(
             self.Rejected, event_id=event_id, at=at, actor=actor, department=department, reason=reason
@@ -571,6 +596,8 @@ class Case(Aggregate):
         self, *, event_id: str, at: datetime, actor: str, department: str, primary_id: UUID, note: str = ""
     ) -> None:
         """合并: this case is a duplicate of ``primary_id`` and ends here."""
+        if self.stage is Stage.MERGED and self.merged_into == primary_id:
+            raise self._done("merge", f"it was already merged into {primary_id}")
         self._guard("merge")
         if primary_id == self.id:
             raise CaseRefused("merge", self, "a case cannot be merged into itself")
@@ -583,20 +610,33 @@ class Case(Aggregate):
         self, *, event_id: str, at: datetime, actor: str, department: str,
         departments: Iterable[str], note: str = "", sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
-        """派遣 to one or more responsible departments (several = 联合处置)."""
+        """派遣 to one or more responsible departments (several = 联合处置).
+
+        Naming only departments that are already responsible is the same step reported again (the
+        operator dispatched, then the department's own system reports its dispatch): already done.
+        """
+        named = list(dict.fromkeys(departments))
+        new = [d for d in named if d not in self.parts]
+        if named and not new:
+            raise self._done("dispatch", "every named department is already responsible")
         self._guard("dispatch")
-        new = [d for d in dict.fromkeys(departments) if d not in self.parts]
         if not new:
-            raise CaseRefused("dispatch", self, "every named department is already responsible")
+            raise CaseRefused("dispatch", self, "no department named")
         after = stage_of({**self.parts, **dict.fromkeys(new, Part.DISPATCHED)})
         self.trigger_event(
             self.Dispatched, event_id=event_id, at=at, actor=actor, department=department,
             departments=new, note=note, due=self._due(after, at, sla),
         )  # fmt: skip
 
-    def _guard_part(self, command: str, department: str, allowed: tuple[Part, ...]) -> None:
-        self._guard(command)
+    def _guard_part(
+        self, command: str, department: str, allowed: tuple[Part, ...], done: tuple[Part, ...] = ()
+    ) -> None:
+        """The department's own progress allows ``command``; a part already in ``done`` means the
+        step was taken already (reported again, e.g. by the operator and by the department)."""
         part = self.parts.get(department)
+        if part is not None and part in done:
+            raise self._done(command, f"{department} has already {part.value} it")
+        self._guard(command)
         if part is None:
             responsible = ", ".join(self.parts) or "none"
             raise CaseRefused(command, self, f"{department} is not responsible (responsible: {responsible})")
@@ -610,7 +650,7 @@ class Case(Aggregate):
         sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """签收 by a responsible department."""
-        self._guard_part("accept", department, (Part.DISPATCHED,))
+        self._guard_part("accept", department, (Part.DISPATCHED,), done=(Part.ACCEPTED, Part.HANDLED))
         after = stage_of({**self.parts, department: Part.ACCEPTED})
         self.trigger_event(
             self.Accepted, event_id=event_id, at=at, actor=actor, department=department, note=note,
@@ -634,7 +674,7 @@ class Case(Aggregate):
         note: str = "", attachments: Iterable[str] = (), sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """处置反馈 from a responsible department that has signed for the case."""
-        self._guard_part("handle", department, (Part.ACCEPTED,))
+        self._guard_part("handle", department, (Part.ACCEPTED,), done=(Part.HANDLED,))
         after = stage_of({**self.parts, department: Part.HANDLED})
         self.trigger_event(
             self.Handled, event_id=event_id, at=at, actor=actor, department=department,
@@ -646,6 +686,8 @@ class Case(Aggregate):
         sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """核查: passed → closable; failed → 返工, back to the responsible departments (new 处置时限)."""
+        if passed and self.stage in (Stage.VERIFIED, Stage.CLOSED, Stage.EVALUATED):
+            raise self._done("verify", "it was already verified (核查通过)")
         self._guard("verify")
         after = Stage.VERIFIED if passed else Stage.ACCEPTED
         self.trigger_event(
@@ -655,6 +697,8 @@ class Case(Aggregate):
 
     def close(self, *, event_id: str, at: datetime, actor: str, department: str, note: str = "") -> None:
         """结案 after a passed verification, once every referral and child case has concluded."""
+        if self.stage in (Stage.CLOSED, Stage.EVALUATED):
+            raise self._done("close", "it is already closed (结案)")
         self._guard("close")
         if self.awaiting:
             waiting = ", ".join(f"{rel} {target}" for target, rel in self.awaiting.items())
@@ -667,7 +711,10 @@ class Case(Aggregate):
         self, *, event_id: str, at: datetime, actor: str, department: str,
         score: int, by: str = "citizen", note: str = "",
     ) -> None:  # fmt: skip
-        """评价: satisfaction 1–5, once by the citizen and once by an operator."""
+        """评价: satisfaction 1–5, once by the citizen and once by an operator (the same score again
+        is the same evaluation reported twice; another score contradicts the first and is refused)."""
+        if self.scores.get(by) == score:
+            raise self._done("evaluate", f"already evaluated by {by} with score {score}")
         self._guard("evaluate")
         if not 1 <= score <= 5:
             raise CaseRefused("evaluate", self, f"score {score} is outside 1–5")
@@ -684,24 +731,35 @@ class Case(Aggregate):
     ) -> None:  # fmt: skip
         """督办: by an operator, or by the SLA watcher when a deadline is breached.
 
-        A breach names the stage and deadline it is about; it is refused when that deadline is no
-        longer the case's current one (the case moved on, was extended or suspended meanwhile).
+        A breach names the stage and deadline it is about. It is recorded once, while that deadline
+        is the case's current one; a breach of a deadline the case has meanwhile left (it moved on,
+        was closed, extended or suspended: typical when the watcher ran while the case's later
+        steps were still on the way, during a catch-up or a back-fill) or one already escalated is
+        :class:`AlreadyDone`, never a record needing attention.
         """
-        self._guard("escalate")
         if not 1 <= level <= 5:
             raise CaseRefused("escalate", self, f"level {level} is outside 1–5")
         if (stage is None) != (deadline is None):
             raise CaseRefused("escalate", self, "an SLA breach names both the stage and the deadline")
-        if deadline is not None and (self.is_suspended or stage != self.stage.value or deadline != self.due):
-            due = self.due.isoformat() if self.due else "none"
-            raise CaseRefused(
-                "escalate", self,
-                f"the {stage} deadline {deadline.isoformat()} is not current (current deadline: {due})",
-            )  # fmt: skip
+        if deadline is not None:
+            self._check_breach(stage, deadline)
+        self._guard("escalate")
         self.trigger_event(
             self.Escalated, event_id=event_id, at=at, actor=actor, department=department,
             level=level, reason=reason, stage=stage, deadline=deadline,
         )  # fmt: skip
+
+    def _check_breach(self, stage: str | None, deadline: datetime) -> None:
+        """Raise AlreadyDone unless the breach of ``stage`` at ``deadline`` is current and new."""
+        if self.last_breach == (stage, deadline):
+            raise self._done("escalate", f"the {stage} deadline {deadline.isoformat()} was already escalated")
+        if self.is_suspended or not self.is_open or stage != self.stage.value or deadline != self.due:
+            due = self.due.isoformat() if self.due else "none"
+            raise self._done(
+                "escalate",
+                f"the {stage} deadline {deadline.isoformat()} is not current (current deadline: {due}): "
+                f"the case has moved on since",
+            )
 
     def extend(
         self, *, event_id: str, at: datetime, actor: str, department: str, until: datetime, reason: str
@@ -720,7 +778,7 @@ class Case(Aggregate):
     def suspend(self, *, event_id: str, at: datetime, actor: str, department: str, reason: str) -> None:
         """挂起: the SLA clock pauses; no progress until resumed."""
         if self.is_suspended:
-            raise CaseRefused("suspend", self, "it is already suspended (挂起)")
+            raise self._done("suspend", "it is already suspended (挂起)")
         self._guard("suspend")
         self.trigger_event(
             self.Suspended, event_id=event_id, at=at, actor=actor, department=department, reason=reason
@@ -748,13 +806,13 @@ class Case(Aggregate):
         target_id: UUID, target_department: str | None = None, note: str = "",
     ) -> None:  # fmt: skip
         """关联 to a case in another department (referral 转介, duplicate, parent/child)."""
+        if self.is_linked(relation, target_id):
+            raise self._done("link", f"already {relation} {target_id}")
         self._guard("link")
         if relation not in RELATIONS:
             raise CaseRefused("link", self, f"relation {relation!r} is not one of {RELATIONS}")
         if target_id == self.id:
             raise CaseRefused("link", self, "a case cannot be linked to itself")
-        if any(r == relation and t == target_id for r, t, _ in self.links):
-            raise CaseRefused("link", self, f"already {relation} {target_id}")
         self.trigger_event(
             self.Linked, event_id=event_id, at=at, actor=actor, department=department,
             relation=relation, target_id=target_id, target_department=target_department, note=note,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hub.domain import Case, CaseRefused, Stage
+from hub.domain import AlreadyDone, Case, CaseRefused, Stage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PRIMARY = uuid.UUID(int=1)
@@ -164,6 +164,23 @@ for _stage in ALLOWED:
     if _stage != "suspended":
         REASONS[(_stage, "resume")] = "it is not suspended"
 
+# Refusals of a step the case has already taken: nothing is recorded, and the application
+# acknowledges them as duplicates (AlreadyDone) instead of dead-lettering them. Every other refusal
+# stays a plain CaseRefused. (stage → commands; the reason of each.)
+_PAST_REGISTERED = ("registered", "dispatched", "accepted", "handled", "verified", "closed", "evaluated")
+ALREADY: dict[tuple[str, str], str] = {
+    **{(st, "register"): "it was already registered (立案)" for st in (*_PAST_REGISTERED, "suspended")},
+    ("rejected", "reject"): "it was already rejected (不予立案)",
+    ("merged", "merge"): f"it was already merged into {PRIMARY}",
+    ("accepted", "accept"): "water has already accepted it",
+    **{(st, cmd): "water has already handled it"
+       for st in ("handled", "verified", "closed", "evaluated") for cmd in ("accept", "handle")},
+    **{(st, "verify"): "it was already verified (核查通过)" for st in ("verified", "closed", "evaluated")},
+    **{(st, "close"): "it is already closed (结案)" for st in ("closed", "evaluated")},
+    ("suspended", "suspend"): "it is already suspended (挂起)",
+}  # fmt: skip
+REASONS.update(ALREADY)
+
 CASES = [(stage, command) for stage in ALLOWED for command in COMMANDS]
 
 
@@ -193,6 +210,9 @@ def test_transition(stage: str, command: str) -> None:
         f"allowed from there: {ALLOWED_TEXT[stage]}"
     )
     assert refused.value.stage is Stage(shown)
+    assert isinstance(refused.value, AlreadyDone) == ((stage, command) in ALREADY), (
+        "only a step the case has already taken is AlreadyDone (acknowledged as a duplicate)"
+    )
     assert c.collect_events() == [], "a refused command records nothing"
 
 
