@@ -414,7 +414,7 @@ class Readiness:
         self.start_seq, self.start_backlog = last_seq, total
         self._last_backlog_log = time.monotonic()
         if total:
-            log.warning(
+            log.info(
                 "%d events were waiting in the stream at start; not ready until they are delivered", total
             )
 
@@ -438,9 +438,9 @@ class Readiness:
                 if info.num_pending and (info.delivered.stream_seq or 0) < self.start_seq
             )
             if remaining == 0:
-                log.warning("the start backlog is drained; ready")
+                log.info("the start backlog is drained; ready")
             elif now - self._last_backlog_log >= 10:
-                log.warning("start backlog: %d of %d events still to deliver", remaining, self.start_backlog)
+                log.info("start backlog: %d of %d events still to deliver", remaining, self.start_backlog)
                 self._last_backlog_log = now
             self.start_backlog = remaining
         pending = sum(info.num_pending or 0 for info in infos)
