@@ -28,7 +28,11 @@ log = logging.getLogger("hub")
 
 
 async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> NATS:
-    """Connect with endless reconnects; credentials from the URL or HUB_NATS_CREDS / HUB_NATS_TOKEN."""
+    """Connect with endless reconnects; credentials from the URL or HUB_NATS_CREDS / HUB_NATS_TOKEN.
+
+    After a reconnect nats-py subscribes every subscription again (the intake's pull inboxes keep
+    their ids) and sends what it buffered meanwhile; the intake's pull requests that died with the
+    old connection expire (``expires_s``) and are sent again, so it resumes by itself."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats %s: %s", name, exc)
@@ -52,8 +56,10 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
         name=name,
         connect_timeout=connect_timeout,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # bounded: a restarted server is found again within half a second
         allow_reconnect=True,
+        ping_interval=20,  # a server that hangs without closing the socket is left after ≈ 1 min, not 4
+        max_outstanding_pings=3,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import signal
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ class ChainFollower:
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
+        self._lock = threading.Lock()  # the supervisor and the writer's watcher thread may both restart it
+        self.restarts = 0
+        self._wanted = False  # started and not stopped: a missing process is to be started again
+        """How often :meth:`ensure_running` started it again (``hub_child_restarts_total``)."""
 
     def start(self) -> None:
         """Start the follower and wait until it has opened the store (errors say why it could not)."""
@@ -93,16 +98,32 @@ class ChainFollower:
             process.join(5)
             raise RuntimeError(str(answer))
         self._process, self._conn = process, parent
+        self._wanted = True
 
     def ensure_running(self) -> None:
         """Restart a follower that died (it resumes from the chain's head: nothing is skipped)."""
-        if self._process is not None and not self._process.is_alive():
-            log.warning(
-                "the audit-chain follower exited (code %s); starting it again", self._process.exitcode
-            )
-            self._close_pipe()
-            self._process = None
-            self.start()
+        with self._lock:
+            if self.dead:
+                log.warning(
+                    "the audit-chain follower exited (code %s); starting it again",
+                    None if self._process is None else self._process.exitcode,
+                )
+                self._close_pipe()
+                self._process = None
+                self.start()  # raises when it cannot start: the next call tries again
+                self.restarts += 1
+
+    @property
+    def pid(self) -> int | None:
+        """The follower's process id while it runs, else ``None``."""
+        process = self._process
+        return process.pid if process is not None and process.is_alive() else None
+
+    @property
+    def dead(self) -> bool:
+        """True when it was started, not stopped, and is not running (the supervisor restarts it)."""
+        process = self._process
+        return self._wanted and (process is None or not process.is_alive())
 
     def _close_pipe(self) -> None:
         if self._conn is not None:
@@ -112,6 +133,7 @@ class ChainFollower:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the follower to chain what is left and exit; wait for it (the chain is complete then)."""
+        self._wanted = False
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.send("stop")

@@ -7,6 +7,7 @@ connects to an external server or cluster instead (``HUB_NATS_URL``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import shutil
@@ -42,6 +43,41 @@ def exit_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def spawn_server(store_dir: Path, config: str, *, die_with_parent: bool = True) -> subprocess.Popen[bytes]:
+    """Write ``config`` under ``store_dir`` and start the venv's nats-server in its own session
+    (without waiting for it: see :func:`launch_server`).
+
+    ``die_with_parent`` ties it to the calling thread's process (tests, ``hub up``): call it on
+    the thread that lives as long as the server should (Linux's parent-death signal follows the
+    thread that forked); ``hub cluster up`` detaches.
+    """
+    store_dir.mkdir(parents=True, exist_ok=True)
+    conf = store_dir / "nats-server.conf"
+    conf.write_text(config)
+    with (store_dir / "nats-server.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(server_binary()), "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=exit_with_parent if die_with_parent else None,  # only prctl: fork-safe
+        )
+
+
+def not_listening(
+    process: subprocess.Popen[bytes], store_dir: Path, name: str, where: str, timeout: float
+) -> NatsStartError:
+    """Stop a server that did not come up and say why (its exit code and where its log is)."""
+    code = process.poll()
+    if code is None:
+        process.kill()
+        process.wait()
+    return NatsStartError(
+        f"{name} did not accept connections on {where} within {timeout:.0f}s "
+        f"(exit code {code}); see {store_dir / 'nats-server.log'}"
+    )
+
+
 def launch_server(
     store_dir: Path,
     config: str,
@@ -52,36 +88,22 @@ def launch_server(
     timeout: float = 15.0,
     die_with_parent: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Write ``config`` under ``store_dir`` and start the venv's nats-server in its own session;
-    return once it accepts connections on ``host:port``, or stop it and say why it did not.
-
-    ``die_with_parent`` ties it to this process (tests, ``hub up``); ``hub cluster up`` detaches.
-    """
-    store_dir.mkdir(parents=True, exist_ok=True)
-    conf = store_dir / "nats-server.conf"
-    conf.write_text(config)
-    with (store_dir / "nats-server.log").open("ab") as log:
-        process = subprocess.Popen(
-            [str(server_binary()), "-c", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=exit_with_parent if die_with_parent else None,  # only prctl: fork-safe
-        )
+    """Start the server (:func:`spawn_server`) and return once it accepts connections on
+    ``host:port``, or stop it and say why it did not."""
+    process = spawn_server(store_dir, config, die_with_parent=die_with_parent)
     if not wait_for_port(port, host, timeout):
-        code = process.poll()
-        if code is None:
-            process.kill()
-            process.wait()
-        raise NatsStartError(
-            f"{name} did not accept connections on {host}:{port} within {timeout:.0f}s "
-            f"(exit code {code}); see {store_dir / 'nats-server.log'}"
-        )
+        raise not_listening(process, store_dir, name, f"{host}:{port}", timeout)
     return process
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on ``host:port`` now.
+
+    ``SO_REUSEADDR`` as the servers themselves set it (nats-server, uvicorn): without it a port
+    whose last connections are in TIME_WAIT after a crash reads as taken for about a minute,
+    although the restarted server would bind it at once."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -114,14 +136,23 @@ class EmbeddedNats:
     monitor_port: int | None = None
     server_name: str = "citybrain-hub"
     process: subprocess.Popen[bytes] | None = None
+    max_file_store: str | None = None
+    """JetStream's disk limit (e.g. ``"10GB"``); ``None``: the server's default (most of the disk)."""
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
     @classmethod
-    def choose_port(cls, requested: int | None, default: int) -> tuple[int, bool]:
-        """(port, fell_back): an explicit port must be free; the default falls back to a free one."""
+    def choose_port(cls, requested: int | None, default: int, kept: Path | None = None) -> tuple[int, bool]:
+        """(port, fell_back): an explicit port must be free; else the port kept in ``kept`` (the
+        data dir's ``nats.port``, written on the first start) must be free; else the default,
+        falling back to a free one.
+
+        Why keep it: external publishers are configured with the embedded server's address, and a
+        port that moved on every start (the default taken by another program) silently cut them
+        off; a kept port that is now taken is an error that says what to do instead.
+        """
         if requested is not None:
             if not port_is_free(requested):
                 raise NatsStartError(
@@ -129,6 +160,21 @@ class EmbeddedNats:
                     f"--nats-port, or omit the flag to let the hub pick a free port"
                 )
             return requested, False
+        if kept is not None and kept.exists():
+            text = kept.read_text().strip()
+            if not text.isdigit() or not 0 < int(text) < 65536:
+                raise NatsStartError(
+                    f"{kept} holds {text!r}, not a port number; delete the file (the hub then picks "
+                    f"a port again) or start with --nats-port PORT"
+                )
+            port = int(text)
+            if not port_is_free(port):
+                raise NatsStartError(
+                    f"NATS port {port}, kept in {kept} since the first start (publishers may be "
+                    f"configured with it), is now in use by another program; stop that program, "
+                    f"or delete {kept} to let the hub pick a new port, or start with --nats-port PORT"
+                )
+            return port, False
         if port_is_free(default):
             return default, False
         return free_port(), True
@@ -141,6 +187,7 @@ class EmbeddedNats:
             "jetstream {",
             f'  store_dir: "{self.store_dir / "jetstream"}"',
             "  max_memory_store: 256MB",
+            *([f"  max_file_store: {self.max_file_store}"] if self.max_file_store else []),
             "}",
         ]
         if self.monitor_port:
@@ -151,6 +198,29 @@ class EmbeddedNats:
         self.process = launch_server(
             self.store_dir, self.config_text(), self.host, self.port, name="nats-server", timeout=timeout
         )
+
+    @property
+    def exit_code(self) -> int | None:
+        """``None`` while the server runs (or was never started), else how it ended."""
+        return None if self.process is None else self.process.poll()
+
+    async def restart(self, timeout: float = 15.0) -> None:
+        """Start the server again on the same port and store (after it died, or was stopped).
+
+        Spawned on the calling (event-loop) thread, so that its parent-death signal follows the
+        hub's main thread and not a pool thread; the port is awaited without blocking the loop."""
+        self.stop()
+        self.process = spawn_server(self.store_dir, self.config_text())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 1.0)
+                writer.close()
+                return
+            await asyncio.sleep(0.1)
+        raise not_listening(self.process, self.store_dir, "nats-server", f"{self.host}:{self.port}", timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process and self.process.poll() is None:

@@ -31,6 +31,7 @@ from hub.intake import Intake
 from ops.bootstrap import build_ledger, connect_nats, start_intake
 from ops.natsd import EmbeddedNats
 from ops.settings import DEFAULT_NATS_PORT, Settings
+from ops.supervisor import Readiness, Supervisor, WriterWatch
 
 log = logging.getLogger("hub")
 
@@ -87,6 +88,15 @@ def screen_app_routes(config_dir: Path | None) -> list[Any]:
     return list(screen_routes(config_file("grids.geojson", config_dir)))
 
 
+def _writer_died(error: str) -> bool:
+    """The intake's last store failure was its writer dying (not the store refusing a commit)."""
+    return any(text in error for text in ("store writer died", "store recorder died", "closed the pipe"))
+
+
+async def _nothing() -> None:
+    """The recorder is restarted with its writer (see ``WriterWatch``): nothing of its own to do."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: ``hub up`` owns SIGINT/SIGTERM and stops in order."""
 
@@ -112,40 +122,170 @@ class HubRuntime:
     """The read-only ledger the projector follows (kept: a dropped Application closes its pool)."""
     notices: list[str] = field(default_factory=list)
     breaches_escalated: int = 0
+    supervisor: Supervisor | None = None
+    writer_watch: WriterWatch | None = None
+    readiness: Readiness | None = None
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = self.settings.nats_url
         if url is None:
-            port, fell_back = EmbeddedNats.choose_port(self.options.nats_port, DEFAULT_NATS_PORT)
+            kept = self.settings.nats_port_file
+            port, fell_back = EmbeddedNats.choose_port(self.options.nats_port, DEFAULT_NATS_PORT, kept)
             if fell_back:
-                self.notices.append(f"port {DEFAULT_NATS_PORT} is taken; the embedded NATS uses {port}")
-            self.embedded = EmbeddedNats(store_dir=self.settings.data_dir / "nats", port=port)
+                self.notices.append(
+                    f"port {DEFAULT_NATS_PORT} is taken; the embedded NATS uses {port} "
+                    f"(kept in {kept} for every later start)"
+                )
+            self.embedded = EmbeddedNats(
+                store_dir=self.settings.data_dir / "nats", port=port,
+                max_file_store=self.settings.nats_max_file_store,
+            )  # fmt: skip
             self.embedded.start()  # on the main thread: the server's parent-death signal follows it
+            if self.options.nats_port is None and not kept.exists():
+                kept.write_text(f"{port}\n")  # the first start's port, reused from now on
             url = self.embedded.url
             self.settings.nats_url_file.write_text(url + "\n")
         self.nats_url = url
         self.nc = await connect_nats(url, "hub-up")
+        self.readiness = self._readiness()
+        await self.readiness.measure_start()  # before the intake pulls: what waits is the backlog
         self.intake, self.tasks["intake"] = await start_intake(
             self.nc, self.settings.store_url, self.settings.config_dir
         )
         await self._start_projections()
         self.tasks["watcher"] = asyncio.create_task(self._watch_deadlines(), name="deadline-watcher")
+        self._start_supervision()
         await self._start_http()
         if self.options.demo:
             self.tasks["demo"] = asyncio.create_task(self._demo_city(), name="demo-city")
 
-    def status(self) -> Mapping[str, bool]:
+    def status(self) -> Mapping[str, bool | str]:
+        """Each component: ``True`` when ready, else why not (``/readyz`` names it)."""
         intake = self.tasks.get("intake")
         projector = getattr(self.projections, "projector", None)  # its thread records a failure in .error
-        return {
-            "nats": bool(self.nc and self.nc.is_connected),
-            "intake": bool(intake and not intake.done()),
-            "projector": bool(projector is not None and projector.error is None),
-            "watcher": bool(self.tasks.get("watcher") and not self.tasks["watcher"].done()),
-            "store": bool(self.intake is None or self.intake.store_healthy()),  # the last batch was recorded
-        }
+        watcher = self.tasks.get("watcher")
+        down = self.supervisor.problems() if self.supervisor is not None else {}
+        probes = self.readiness.problems() if self.readiness is not None else {}
+        out: dict[str, bool | str] = {}
+        if self.nc is None or not self.nc.is_connected:
+            out["nats"] = down.get("nats-server") or "not connected to NATS (reconnecting)"
+        else:
+            out["nats"] = down.get("nats-server") or True
+        out["jetstream"] = probes.get("jetstream", True)
+        if intake is None or intake.done():
+            out["intake"] = "the intake task ended"
+        else:
+            out["intake"] = probes.get("intake", True)
+        store: bool | str = True
+        if "store-writer" in down:
+            store = down["store-writer"]
+        elif self.intake is not None and not self.intake.store_healthy():
+            error = self.intake.store_error
+            if not (self.writer_watch is not None and _writer_died(error) and self.writer_watch.running):
+                # (a batch lost with a dead writer says nothing about a writer running again)
+                store = f"the store cannot commit: {error}" if error else "a commit has waited for over 5 s"
+        out["store"] = store
+        if projector is None:
+            out["projector"] = "not started"
+        elif down.get("projector"):
+            out["projector"] = down["projector"]
+        elif projector.error is not None:
+            out["projector"] = f"{projector.error.__class__.__name__}: {projector.error}"
+        else:
+            out["projector"] = True
+        out["audit-chain"] = down.get("chain-follower") or True
+        out["watcher"] = True if watcher is not None and not watcher.done() else "the deadline watcher ended"
+        out["start-backlog"] = probes.get("start-backlog", True)
+        return out
+
+    def cannot_take(self) -> str | None:
+        """Why ingest cannot store records right now (answered 503 at once), or ``None``."""
+        if self.nc is None or not self.nc.is_connected:
+            return "not connected to NATS (reconnecting)"
+        problem = None
+        if self.readiness is not None and self.readiness.jetstream_failing_since is not None:
+            problem = self.readiness.jetstream  # the probe fails (a CITY failure alone does not stop
+            # ingest: its next publish is what tells that CITY stores again)
+        if problem is None and self.intake is not None and not self.intake.store_ok:
+            error = self.intake.store_error
+            if not _writer_died(error):  # a store that refuses commits (full disk, PostgreSQL down)
+                problem = f"the event store cannot commit ({error})"
+        return problem
+
+    def _ingested(self, unstored: str | None) -> None:
+        """Ingest's word on each request: CITY stored it, or why not (see ``Readiness``)."""
+        if self.readiness is not None:
+            self.readiness.publish_result(unstored)
+
+    def _readiness(self) -> Readiness:
+        """The probes behind ``/readyz`` (JetStream writes, intake progress, the start backlog)."""
+        from hub.intake import IntakeSettings
+
+        def durables() -> list[str]:
+            if self.intake is not None:
+                return self.intake.durables
+            return [durable for durable, _ in IntakeSettings().consumers()]  # what start_intake uses
+
+        def progress() -> int:
+            return 0 if self.intake is None else self.intake.stats.received + self.intake.stats.batches
+
+        assert self.nc is not None
+        return Readiness(
+            self.nc, durables, progress, stall_s=self.settings.stall_s,
+            store_dir=self.embedded.store_dir if self.embedded is not None else None,
+        )  # fmt: skip
+
+    def _start_supervision(self) -> None:
+        """Restart any child that dies; probe JetStream, intake progress and the start backlog."""
+        from ops.supervisor import Child, Supervisor, chain_child, projector_child
+
+        assert self.nc is not None and self.intake is not None
+        intake = self.intake
+        children: list[Child] = []
+        nats_child: Child | None = None
+        embedded = self.embedded
+        if embedded is not None:
+
+            def nats_down() -> str | None:
+                code = embedded.exit_code
+                return None if code is None else f"the embedded nats-server exited (code {code})"
+
+            async def nats_restart() -> None:
+                await embedded.restart()
+                log.warning("the embedded nats-server runs again on %s (same store)", embedded.url)
+
+            nats_child = Child("nats-server", nats_down, nats_restart)
+            children.append(nats_child)
+        ledger: Any = intake.ledger  # ops.writer.RemoteLedger in hub up
+        if hasattr(ledger, "writer_process"):
+            watch = self.writer_watch = WriterWatch(ledger)
+            children.append(
+                Child("store-writer", watch.down, watch.restart, lambda: watch.restarts["store-writer"])
+            )
+            children.append(
+                Child("store-recorder", lambda: None, _nothing, lambda: watch.restarts["store-recorder"])
+            )
+            children.append(chain_child(ledger.chain_follower))
+        children.append(projector_child(self.projections.projector))
+
+        def stopping() -> bool:
+            return self.server is not None and self.server.should_exit
+
+        self.supervisor = Supervisor(children, stopping)
+        self.tasks["supervisor"] = asyncio.create_task(self.supervisor.run(), name="supervisor")
+
+        async def restart_nats(why: str) -> None:
+            if embedded is None or nats_child is None:
+                return
+            log.warning("supervisor: restarting the embedded nats-server: %s", why)
+            await embedded.restart()
+            nats_child.restarts += 1
+
+        assert self.readiness is not None
+        self.readiness.restart_nats = restart_nats if embedded is not None else None
+        self.tasks["readiness"] = asyncio.create_task(self.readiness.run(stopping), name="readiness")
 
     async def _start_projections(self) -> None:
         """The read side follows the store's notification log (its own reader, its own DuckDB file)."""
@@ -176,7 +316,9 @@ class HubRuntime:
             routes=[
                 *health_routes(self.status),
                 *metrics_routes(self.samples),
-                *connector_routes(js, reads, self.settings.config_dir),
+                *connector_routes(
+                    js, reads, self.settings.config_dir, unavailable=self.cannot_take, report=self._ingested
+                ),
                 *graphql_app_routes(self.nc, reads, self.settings.config_dir, access=self.access),
                 *screen_app_routes(self.settings.config_dir),
             ]
@@ -323,7 +465,19 @@ class HubRuntime:
             out.append(Sample(name, kind, text, float(value), labels))
 
         for component, up in self.status().items():
-            add("hub_component_up", "gauge", "1 when the component runs", up, component=component)
+            add("hub_component_up", "gauge", "1 when the component is ready", up is True, component=component)
+        if self.supervisor is not None:
+            for process, count in self.supervisor.restarts().items():
+                add(
+                    "hub_child_restarts_total", "counter",
+                    "children of hub up started again after they died", count, process=process,
+                )  # fmt: skip
+        if self.readiness is not None and self.readiness.start_backlog is not None:
+            add(
+                "hub_start_backlog_events", "gauge",
+                "events waiting in the stream at start, not yet delivered (0 once drained)",
+                self.readiness.start_backlog,
+            )  # fmt: skip
         add(
             "hub_sla_breaches_escalated_total",
             "counter",

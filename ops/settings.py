@@ -27,23 +27,47 @@ class Settings:
     nats_url: str | None  # external NATS; None = the embedded server
     store_url: str
     config_dir: Path | None
+    stall_s: float = 30.0
+    """``HUB_STALL_S``: seconds without intake progress, while events wait in the stream, after
+    which ``/readyz`` reports the intake stalled."""
+    nats_max_file_store: str | None = None
+    """``HUB_NATS_MAX_FILE_STORE`` (e.g. ``10GB``): the embedded JetStream's disk limit."""
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, store_url: str | None = None) -> Settings:
         data = (data_dir or Path(os.environ.get("HUB_DATA_DIR", "var"))).resolve()
         store = store_url or os.environ.get("HUB_STORE_URL") or f"sqlite:///{data / 'events.sqlite'}"
         config = os.environ.get("HUB_CONFIG_DIR")
+        stall = os.environ.get("HUB_STALL_S", "30")
+        try:
+            stall_s = float(stall)
+        except ValueError:
+            raise SettingsError(f"HUB_STALL_S {stall!r}: expected seconds, e.g. 30") from None
+        if stall_s <= 0:
+            raise SettingsError(f"HUB_STALL_S {stall!r}: must be more than 0 seconds")
+        max_store = os.environ.get("HUB_NATS_MAX_FILE_STORE", "").strip() or None
+        if max_store is not None and not max_store.rstrip("KMGTBkmgtb").isdigit():
+            raise SettingsError(
+                f"HUB_NATS_MAX_FILE_STORE {max_store!r}: expected a size such as 10GB, 512MB or 1073741824"
+            )
         return cls(
             data_dir=data,
             nats_url=os.environ.get("HUB_NATS_URL") or None,
             store_url=store,
             config_dir=Path(config).resolve() if config else None,
+            stall_s=stall_s,
+            nats_max_file_store=max_store,
         )
 
     @property
     def nats_url_file(self) -> Path:
         """Where a running hub writes its embedded server's URL, so CLI commands find it."""
         return self.data_dir / "nats.url"
+
+    @property
+    def nats_port_file(self) -> Path:
+        """The embedded server's port, chosen on the first start and reused on every later one."""
+        return self.data_dir / "nats.port"
 
     def resolve_nats_url(self, explicit: str | None = None) -> str:
         if explicit:

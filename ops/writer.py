@@ -870,3 +870,16 @@ class RemoteLedger:
         chain = getattr(self, "_chain", None)
         if chain is not None:
             chain.stop()  # after the writer: the chain then covers every committed batch
+
+    # ------------------------------------------------------------------ read-only, for the supervisor
+    @property
+    def writer_process(self) -> Any:
+        """The store writer's ``multiprocessing.Process`` (or ``None`` between two of them): ``hub
+        up``'s supervisor watches it, tells by its exit code whether it died or followed its
+        recorder, and finds the recorder as its child."""
+        return self._process
+
+    @property
+    def chain_follower(self) -> ChainFollower:
+        """The audit-chain follower started with this writer (the supervisor restarts it)."""
+        return self._chain

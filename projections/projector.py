@@ -299,6 +299,8 @@ class Projector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.restarts = 0
+        """Threads started again by :meth:`restart` (``hub_child_restarts_total``)."""
         self.on_commit: Callable[[int, Sequence[str]], None] | None = None
         """Called after each committed batch with its last position and the case ids it touched
         (ops publishes them on NATS so every API process can feed its subscriptions)."""
@@ -369,7 +371,18 @@ class Projector:
         self._wake.set()
 
     def run(self) -> None:
-        """Follow the log until ``stop()``; transient errors are logged and retried."""
+        """Follow the log until ``stop()``; transient errors are logged and retried.
+
+        Anything that still ends the thread (an error that is not an ``Exception``, a bug in the
+        loop itself) is recorded in :attr:`error`, and :attr:`running` turns false: ``hub up``'s
+        supervisor then :meth:`restart`s it (the position is in DuckDB, so nothing is skipped)."""
+        try:
+            self._follow()
+        except BaseException as exc:
+            self.error = exc
+            log.exception("the projector thread ended; it must be restarted")
+
+    def _follow(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -388,6 +401,24 @@ class Projector:
         self._thread = threading.Thread(target=self.run, name="projector", daemon=True)
         self._thread.start()
         return self._thread
+
+    @property
+    def running(self) -> bool:
+        """True while the following thread is alive (after :meth:`start`, before :meth:`stop`)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def dead(self) -> bool:
+        """True when it was started, not stopped, and its thread has ended."""
+        return self._thread is not None and not self._thread.is_alive() and not self._stop.is_set()
+
+    def restart(self) -> None:
+        """Start a fresh following thread after the last one ended (or stop and replace it)."""
+        self.stop()
+        self.error = None
+        self.restarts += 1
+        self.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()

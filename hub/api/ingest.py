@@ -19,6 +19,7 @@ connector → department table; this module only does HTTP: auth, limits, parsin
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,24 @@ class IngestConfig:
     max_bytes: int = 8 * 1024 * 1024
     max_records: int = 10_000
     descriptions: Mapping[str, str] | None = None  # connector → native format summary (OpenAPI)
+    unavailable: Callable[[], str | None] | None = None
+    """Why records cannot be stored right now (JetStream not writing, NATS gone), or ``None``:
+    answered 503 at once, instead of a request that waits for publish timeouts."""
+    report: Callable[[str | None], None] | None = None
+    """Told after each request why its records were not stored (an infrastructure failure), or
+    ``None`` when they were: the hub's readiness learns that CITY stopped taking writes."""
+    submit_timeout_s: float = 15.0
+    """Longest a request waits for JetStream to confirm its records before it is answered 503."""
+
+
+UNSTORED = (
+    "no acknowledgement from JetStream",
+    "JetStream unavailable",
+    "JetStream refused",
+    "connection problem",
+)
+"""How the publisher words a record it could not store (an infrastructure failure, not the record's)."""
+RETRY_AFTER_S = "5"
 
 
 class _Problem(Exception):
@@ -174,7 +193,10 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
         except _Problem as exc:
             return _problem(exc)
         bad = {i: r for i, r in enumerate(records) if isinstance(r, _BadRecord)}
-        results = list(await cfg.submit(connector, [None if i in bad else r for i, r in enumerate(records)]))
+        try:
+            results = await _submit(cfg, connector, [None if i in bad else r for i, r in enumerate(records)])
+        except _Problem as exc:
+            return _problem(exc)
         out = []
         for i, result in enumerate(results):
             row = dict(result)
@@ -182,7 +204,20 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 row.update(status="rejected", error=bad[i].detail, field=bad[i].field, event_id="")
             out.append(row)
         counts = {s: sum(1 for r in out if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
-        return JSONResponse({"connector": connector, **counts, "results": out}, status_code=202)
+        body: dict[str, Any] = {"connector": connector, **counts, "results": out}
+        unstored = [
+            r for r in out if r["status"] == "rejected" and str(r.get("error", "")).startswith(UNSTORED)
+        ]
+        if cfg.report is not None:
+            cfg.report(str(unstored[0]["error"]) if unstored else None)
+        if unstored:
+            # Not the records' fault: the whole request may be sent again (stored ones come back
+            # as duplicates, by their event ids), so say so with a status clients retry on.
+            body.update(
+                error=f"{len(unstored)} records could not be stored: {unstored[0]['error']}", status=503
+            )
+            return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+        return JSONResponse(body, status_code=202)
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document(cfg))
@@ -191,6 +226,39 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
         Route("/ingest/openapi.json", openapi, methods=["GET"]),
         Route("/ingest/{connector}", ingest, methods=["POST"]),
     ]
+
+
+async def _submit(cfg: IngestConfig, connector: str, records: list[Any]) -> list[Mapping[str, Any]]:
+    """Publish the records, but answer 503 as soon as the hub learns that JetStream cannot store
+    them (or after ``cfg.submit_timeout_s``), instead of holding the request through every retry
+    of every record: the sender retries the whole request, and the event ids make that safe."""
+    reason = cfg.unavailable() if cfg.unavailable is not None else None
+    if reason:  # known before publishing anything: answered at once
+        raise _Problem(
+            503, f"cannot store records now: {reason}; retry later", {"Retry-After": RETRY_AFTER_S}
+        )
+    task = asyncio.ensure_future(cfg.submit(connector, records))
+    deadline = asyncio.get_running_loop().time() + cfg.submit_timeout_s
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return list(task.result())
+            reason = cfg.unavailable() if cfg.unavailable is not None else None
+            if reason is None and asyncio.get_running_loop().time() > deadline:
+                reason = f"JetStream did not confirm the records within {cfg.submit_timeout_s:g} s"
+                if cfg.report is not None:
+                    cfg.report(reason)
+            if reason:
+                raise _Problem(
+                    503,
+                    f"cannot store records now: {reason}; send them again later (records already "
+                    f"stored are answered as duplicates)",
+                    {"Retry-After": RETRY_AFTER_S},
+                )
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def ingest_app(cfg: IngestConfig) -> Starlette:
@@ -288,6 +356,11 @@ def openapi_document(cfg: IngestConfig) -> dict[str, Any]:
                                 (404, "unknown connector"),
                                 (413, "body or record count over the limit"),
                                 (415, "unsupported content type"),
+                                (
+                                    503,
+                                    "JetStream cannot store records now (e.g. a full disk): the "
+                                    "reason is given; send the request again later (Retry-After)",
+                                ),
                             )
                         },
                     },
