@@ -600,11 +600,12 @@ class HubRuntime:
                 pass  # stopping: a task that failed or was cancelled has stopped
             return True
 
-        background = [t for name in ("demo", "watcher", "anchor") if (t := self.tasks.get(name))]
+        names = ("supervisor", "readiness", "demo", "watcher", "anchor")  # nothing restarts behind the stop
+        background = [t for name in names if (t := self.tasks.get(name))]
         for task in background:
             task.cancel()
         if background:
-            await settle("the demo city, deadline watcher and audit anchor", asyncio.wait(background), 1.0)
+            await settle("the background tasks", asyncio.wait(background), 1.0)
         if self.server and "http" in self.tasks:
             self.server.should_exit = True
             await settle("the HTTP API", self.tasks["http"], 1.0)
