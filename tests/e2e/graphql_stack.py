@@ -78,7 +78,7 @@ class Stack:
         def count() -> bool:
             return int(self.service.store.counts()["cases"]) >= cases
 
-        await eventually(count, timeout=30, every=0.05)
+        await eventually(count, every=0.05)
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +120,7 @@ async def graphql_replica(nc: Any, store_url: str, views_path: Path) -> AsyncIte
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, timeout=10, every=0.02)
+    await eventually(lambda: server.started, every=0.02)
     try:
         yield Stack(f"http://127.0.0.1:{port}/graphql", nc, service, reader, access)
     finally:

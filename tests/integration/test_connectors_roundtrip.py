@@ -352,7 +352,7 @@ async def test_native_records_round_trip(name: str, nats_server: EmbeddedNats, t
             except Exception:
                 return None
 
-        await eventually(lambda: all(stage_of(ref) == stage for ref, stage in expected.items()), timeout=30)
+        await eventually(lambda: all(stage_of(ref) == stage for ref, stage in expected.items()))
         opened_by_referral = 1 if name == "police" else 0  # 警调对接 opens the court's case
         assert ledger.case_count() == len(expected) + opened_by_referral
         # every accepted event is in the store, with the department's own timestamps, once
@@ -418,7 +418,7 @@ async def test_referral_escalation_and_rework(nats_server: EmbeddedNats, tmp_pat
             except Exception:
                 return False
 
-        await eventually(done, timeout=30)
+        await eventually(done)
         assert ledger.get_case(j1).links[0][:2] == ("referred_to", m1)
         assert ledger.get_case(m1).category == "MD-02" and ledger.get_case(m1).kind == "mediation"
         assert ledger.get_case(j1).priority == "high"

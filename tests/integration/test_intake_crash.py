@@ -66,7 +66,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
     procs.append(first)
     publishing = asyncio.create_task(publish_events(js, events[half:]))  # the stream keeps flowing
     try:
-        await eventually(lambda: stored() > 1500, timeout=60, every=0.01)
+        await eventually(lambda: stored() > 1500, every=0.01)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         killed_at = stored()
@@ -74,7 +74,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
 
         second = spawn_intake(nats_server.url, store_url, tmp_path, "2")
         procs.append(second)
-        await eventually(lambda: stored() > killed_at + 1000, timeout=60, every=0.01)
+        await eventually(lambda: stored() > killed_at + 1000, every=0.01)
         second.send_signal(signal.SIGKILL)  # a second crash, later in the stream
         second.wait(10)
 

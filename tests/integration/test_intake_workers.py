@@ -116,7 +116,7 @@ async def test_three_workers_one_killed_mid_batch_keep_every_case_in_order(
                 return False
             return sum(c.num_ack_pending for c in infos) > 0
 
-        await eventually(victim_busy, timeout=60, every=0.01)
+        await eventually(victim_busy, every=0.01)
         victim = procs[f"{KILLED}"]
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
