@@ -78,9 +78,9 @@ async def test_ten_thousand_events_exactly_once(nats_server: EmbeddedNats, store
     intake, task = await start_intake(
         nc,
         store_url,
-        # ack wait well above a busy machine's batch time: redeliveries are test_intake_crash's
-        # subject; here they would only add timing-dependent duplicates
-        settings=IntakeSettings(retry_delays_s=(0.5, 0.5, 1.0, 2.0), ack_wait_s=60.0, batch_size=500),
+        # an ack wait above a busy machine's batch time, so redeliveries (test_intake_crash's
+        # subject) stay rare here; the retry delays must add up to twice it (IntakeSettings)
+        settings=IntakeSettings(retry_delays_s=(0.5, 0.5, 1.0, 8.0), ack_wait_s=5.0, batch_size=500),
     )
     try:
         js = nc.jetstream(timeout=10, publish_async_max_pending=4000)
