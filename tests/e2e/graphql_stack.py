@@ -31,7 +31,9 @@ from projections import ProjectionService
 from tests.support import eventually
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
-FAST = IntakeSettings(retry_delays_s=(0.2, 0.2, 0.3), ack_wait_s=0.3)
+# Retries that outlast a loaded machine's slow batch (an event whose predecessor is still in flight
+# must not be dead-lettered after 0.7 s); the ack wait is at most half their sum (IntakeSettings).
+FAST = IntakeSettings(retry_delays_s=(0.2, 0.5, 1.0, 2.0, 4.0), ack_wait_s=2.0)
 
 
 def document(name: str) -> Any:

@@ -169,7 +169,7 @@ async def test_stream_leader_killed_and_restarted_while_publishing_20000_events(
         timeline["restarted"] = {"published": len(published), "stored": stored()}
         leader.start()
 
-        await asyncio.wait_for(publishing, 90)
+        await asyncio.wait_for(publishing, 300)
         statuses = {r.status for r in published}
         assert statuses <= {"accepted", "duplicate"}, [r for r in published if r.status == "rejected"][:3]
         await eventually(lambda: stored() >= len(events))
