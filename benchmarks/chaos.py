@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 import httpx
 import nats
 import orjson
+from nats.errors import MaxPayloadError
 
 from hub import messages as m
 from ops.natsd import free_port
@@ -420,9 +421,18 @@ class Chaos:
                 self.http_queue[:0] = batch
                 await asyncio.sleep(1.0)
                 continue
+            try:
+                results = resp.json()["results"] if resp.status_code == 202 else []
+                if resp.status_code == 202 and len(results) != len(batch):
+                    raise ValueError(f"{len(results)} results for {len(batch)} records")
+            except ValueError as exc:  # an answer the bench cannot read: counted, sent again
+                self.t.http_errors[f"unreadable answer: {exc}"[:120]] += 1
+                self.http_queue[:0] = batch
+                await asyncio.sleep(1.0)
+                continue
             if resp.status_code == 202:
                 retry = []
-                for result, (n, line, kind) in zip(resp.json()["results"], batch, strict=True):
+                for result, (n, line, kind) in zip(results, batch, strict=True):
                     status = result.get("status")
                     if kind:
                         self.t.poisons[n] = kind
@@ -454,16 +464,24 @@ class Chaos:
                 await asyncio.sleep(TICK_S)
                 continue
             batch, self.nats_queue = self.nats_queue[:200], self.nats_queue[200:]
-            futures = []
+            futures: list[Any] = []
             for _, subject, msg_id, body, _ in batch:
                 try:
                     futures.append(await js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id}))
+                except MaxPayloadError:  # refused by the client before it left: answered at the edge
+                    self.t.nats_errors["MaxPayloadError"] += 1
+                    futures.append("refused")
                 except Exception as exc:
                     self.t.nats_errors[type(exc).__name__] += 1
                     futures.append(None)
             retry = []
             for item, future in zip(batch, futures, strict=True):
                 n, _, msg_id, _, kind = item
+                if future == "refused":
+                    if kind:
+                        self.t.poisons[n] = kind
+                        self.t.poison_outcome[n] = "nats_max_payload"
+                    continue
                 try:
                     if future is None:
                         raise TimeoutError
