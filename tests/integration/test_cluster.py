@@ -122,7 +122,7 @@ def spawn_intake(nats_url: str, store_url: str, tmp_path: Path) -> subprocess.Po
     env = {k: v for k, v in os.environ.items() if k != "HUB_STREAM_REPLICAS"}
     return subprocess.Popen(
         [HUB, "intake", "--nats-url", nats_url, "--store-url", store_url, "--batch-size", "200",
-         "--retry-delays", "0.2,0.5,1,2,4", "--ack-wait", "2"],
+         "--retry-delays", "0.2,0.5,1,2,4,8,16", "--ack-wait", "2"],  # retries outlast a slow machine
         stdout=log, stderr=subprocess.STDOUT, env={**env, "HUB_DATA_DIR": str(tmp_path / "var")},
     )  # fmt: skip
 
