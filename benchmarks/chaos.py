@@ -560,6 +560,7 @@ class Chaos:
         while self.restarting and not self.stop_load.is_set():  # due during a restart: right after it
             await asyncio.sleep(0.5)
         if self.stop_load.is_set() or self.hub.proc is None:
+            self.t.kills.append({"at_s": round(at), "role": role, "outcome": "not done: the hub was down"})
             return
         before = hub_children(self.hub.proc.pid)
         pid = before.get(role)
