@@ -28,6 +28,8 @@ BENCHMARKS = [
     "bench_audit",
     "soak",  # last: 10 minutes at a steady rate (HUB_SOAK_MINUTES, or `make soak MINUTES=…`)
 ]
+# Not in the list: ``chaos`` (faults and poison inputs, a pass/fail goal rather than a figure to
+# compare) runs on its own with ``make chaos`` / ``python -m benchmarks.chaos``.
 
 
 def record(name: str, run: Callable[[], dict[str, Any]]) -> bool:

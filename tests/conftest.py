@@ -12,10 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ops.natsd import EmbeddedNats, free_port
 
 PG_DSN = os.environ.get("HUB_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+
+# Property tests are judged on what they find, not on how fast an example runs: on a loaded 2-core
+# machine hypothesis' default 200 ms deadline per example and its "too slow" health check fail
+# tests that are right. Every property test in the suite gets this profile.
+settings.register_profile(
+    "busy-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
+settings.load_profile("busy-machine")
 
 
 def _pg_unreachable() -> str | None:

@@ -6,16 +6,28 @@ import asyncio
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from hub.application import CaseLedger
 
+T = TypeVar("T")
+
+
+# Tests wait on conditions, never on the clock: the suite runs on busy 2-core machines (CI, five
+# people's test runs at once), where a step that takes 50 ms idle can take 10 s. A passing wait
+# returns the moment its condition holds, so a generous deadline costs nothing when all is well and
+# only says how long to wait before calling a hang a hang.
+GENEROUS_S = 120.0
+
 
 async def eventually(
-    check: Callable[[], Awaitable[bool] | bool], timeout: float = 60.0, every: float = 0.1
+    check: Callable[[], Awaitable[bool] | bool],
+    timeout: float = GENEROUS_S,
+    every: float = 0.1,
+    what: str = "condition",
 ) -> None:
-    """Poll ``check`` until it is true; fail with the timeout otherwise."""
+    """Poll ``check`` until it is true; fail naming ``what`` and the timeout otherwise."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -24,8 +36,34 @@ async def eventually(
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"{what} not met within {timeout}s")
         await asyncio.sleep(every)
+
+
+def wait_until(
+    probe: Callable[[], T | None],
+    timeout: float = GENEROUS_S,
+    what: str = "condition",
+    every: float = 0.25,
+) -> T:
+    """Blocking twin of :func:`eventually` for synchronous tests: poll ``probe`` until it returns a
+    truthy value and return that value. An exception from the probe counts as "not yet" (a server
+    still starting refuses connections; a page re-renders under a selector); the last one is named
+    in the failure so a hang is told apart from a crash."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})"
+            )
+        time.sleep(every)
 
 
 def kill_leftovers(procs: Iterable[subprocess.Popen[Any]]) -> None:

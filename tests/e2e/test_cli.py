@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -18,12 +19,13 @@ from hub import messages as m
 from ops.bootstrap import build_ledger
 from ops.natsd import free_port
 from tests.factories import case_history, event
+from tests.support import GENEROUS_S, wait_until
 
 HUB = str(Path(sys.executable).parent / "hub")
 
 
 def run_hub(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = GENEROUS_S
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [HUB, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
@@ -82,7 +84,7 @@ def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a busy machine starts nats, the writer and DuckDB slowly
         banner = ""
         while "citybrain-hub is up" not in banner:
             assert time.monotonic() < deadline and hub.poll() is None, banner
@@ -99,27 +101,33 @@ def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
         assert f"{events}:9: not published" in result.stderr
         assert "8 accepted" in result.stdout
 
-        deadline = time.monotonic() + 30
-        while True:
+        def dead_letters() -> list[Any]:
             listed = run_hub("dlq", "list", "--json", "--data-dir", str(data))
-            letters = [orjson.loads(line) for line in listed.stdout.splitlines() if line.strip()]
-            if letters or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+            return [orjson.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+
+        letters = wait_until(dead_letters, what="the dead letter in `hub dlq list`", every=0.3)
         assert [(lt["reason"], lt["field"]) for lt in letters] == [("schema", "data.title")]
         table = run_hub("dlq", "list", "--data-dir", str(data)).stdout
         assert "CITY_DLQ: 1 dead letters" in table and "data.title" in table
 
         base = f"http://127.0.0.1:{http_port}"
-        ready = httpx.get(f"{base}/readyz", timeout=10).json()
+        ready = wait_until(
+            lambda: (r := httpx.get(f"{base}/readyz", timeout=30).json())["ready"] and r, what="/readyz ready"
+        )
         assert ready["ready"] is True, ready
-        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+
+        # the dead letter (the 8th line) may be out before the 7 valid events are applied
+        def metrics_with_all_applied() -> str | None:
+            text = httpx.get(f"{base}/metrics", timeout=30).text
+            return text if "hub_intake_applied_total 7" in text else None
+
+        metrics = wait_until(metrics_with_all_applied, what="hub_intake_applied_total 7 in /metrics")
         assert "hub_intake_applied_total 7" in metrics
         assert 'hub_intake_dead_letters_total{reason="schema"} 1' in metrics
         assert "hub_projector_lag_events" in metrics and 'hub_component_up{component="intake"} 1' in metrics
     finally:
         hub.send_signal(signal.SIGTERM)
-        code = hub.wait(30)
+        code = hub.wait(60)
     assert code == 0
     assert not (data / "nats.url").exists()
     with pytest.raises(ConnectionRefusedError):  # the embedded nats-server was stopped with the hub

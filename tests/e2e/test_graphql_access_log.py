@@ -37,7 +37,7 @@ async def test_screen_and_auditor_reads_are_recorded_with_fields(
                 stack.reader.recorder, stack.reader.mapper, m.case_id_for("citymgmt-dcm", "ACC-1")
             )
 
-        await eventually(lambda: len(recorded()) >= 3, timeout=10)
+        await eventually(lambda: len(recorded()) >= 3)
         reads = recorded()
     by_role: dict[str, set[str]] = {}
     for access in reads:

@@ -18,7 +18,7 @@ from ops.natsd import EmbeddedNats
 from tests.e2e.graphql_stack import Stack, document, graphql_stack
 from tests.factories import event
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
 
 OVERVIEW, CASES, ACTIONS, LIVE = (document(n) for n in ("overview", "cases", "actions", "live"))
 REPORTER = {"name": "张三", "phone": "13800000000"}
@@ -204,12 +204,15 @@ async def test_mutation_reaches_another_clients_subscription_and_resume(
                     if got >= stop_after:
                         return
 
-        watcher = asyncio.create_task(watch("dev-screen"))
+        # from the position before the mutation: a subscription that is slow to start on a busy
+        # machine still gets the change (the sleep gives it time to be live, not correctness)
+        watcher = asyncio.create_task(watch("dev-screen", after=stack.service.projector.position))
         await asyncio.sleep(1.0)  # subscribed (connection_ack, NATS subscription in place)
         sent = time.monotonic()
         await _query(stack, "dev-operator", ACTIONS, "Register", id=cid)
-        at, change = await asyncio.wait_for(received.get(), 5)
-        assert at - sent < 1.0, f"the change arrived after {at - sent:.3f}s"
+        at, change = await asyncio.wait_for(received.get(), 60)
+        # pushed, not polled: well under the projector's idle poll; generous for a busy 2-core machine
+        assert at - sent < 5.0, f"the change arrived after {at - sent:.3f}s"
         assert change["case"]["id"] == cid and change["event"]["type"] == "registered"
         assert change["case"]["reporter"]["masked"] is True and change["event"]["actor"] == "***"
         await watcher
@@ -218,7 +221,7 @@ async def test_mutation_reaches_another_clients_subscription_and_resume(
         # while nobody listens: two more changes; a reconnecting client misses neither
         await _query(stack, "dev-operator", ACTIONS, "Dispatch", id=cid, departments=["water"])
         await _query(stack, "dev-operator", ACTIONS, "Escalate", id=cid, reason="督办")
-        await asyncio.wait_for(watch("dev-auditor", after=last, stop_after=2), 10)
+        await asyncio.wait_for(watch("dev-auditor", after=last, stop_after=2), 60)
         caught = [received.get_nowait()[1] for _ in range(2)]
         assert [c["event"]["type"] for c in caught] == ["dispatched", "escalated"]
         assert caught[0]["position"] > last and caught[1]["position"] > caught[0]["position"]
@@ -227,9 +230,9 @@ async def test_mutation_reaches_another_clients_subscription_and_resume(
         # overviewChanged: a new overview after a change in scope
         async with stack.ws("dev-screen") as session:
             stream = session.subscribe(GraphQLRequest(LIVE, operation_name="OverviewChanged")).__aiter__()
-            first = (await asyncio.wait_for(stream.__anext__(), 5))["overviewChanged"]
+            first = (await asyncio.wait_for(stream.__anext__(), 60))["overviewChanged"]
             await _query(stack, "dev-operator", ACTIONS, "Register", id=ids["C-0"])
-            second = (await asyncio.wait_for(stream.__anext__(), 5))["overviewChanged"]
+            second = (await asyncio.wait_for(stream.__anext__(), 60))["overviewChanged"]
             assert second["position"] > first["position"]
             stages = {c["key"]: c["cases"] for c in second["byStage"]}
             assert stages["registered"] == 1 + {c["key"]: c["cases"] for c in first["byStage"]}.get(

@@ -124,7 +124,7 @@ async def test_thousand_mixed_records(hub: Hub) -> None:
         # the same batch again as a JSON array: all accepted ones are now duplicates
         again = await client.post("/ingest/citymgmt", json=records[:10], headers=CITYMGMT)
         assert [r["status"] for r in again.json()["results"][:7]] == ["duplicate"] * 7
-    await eventually(lambda: hub.intake.stats.applied >= 700, timeout=60)  # type: ignore[attr-defined]
+    await eventually(lambda: hub.intake.stats.applied >= 700)  # type: ignore[attr-defined]
     await asyncio.sleep(0.5)
     assert hub.ledger.case_count() == 700  # type: ignore[attr-defined]
 
@@ -214,7 +214,7 @@ async def test_open311_endpoints(hub: Hub) -> None:
         async def visible() -> bool:
             return (await client.get(f"{base}/requests/{sr}.json")).status_code == 200
 
-        await eventually(visible, timeout=30)
+        await eventually(visible)
         one = (await client.get(f"{base}/requests/{sr}.json")).json()[0]
         assert (one["status"], one["service_code"], one["lat"]) == ("open", "NOISE", 32.01)
         one_xml = ET.fromstring((await client.get(f"{base}/requests/{sr}.xml")).content)
@@ -224,7 +224,7 @@ async def test_open311_endpoints(hub: Hub) -> None:
         async def both_listed() -> bool:
             return len((await client.get(f"{base}/requests.json")).json()) >= 2
 
-        await eventually(both_listed, timeout=30)
+        await eventually(both_listed)
         listed = (await client.get(f"{base}/requests.json")).json()
         assert {r["service_request_id"] for r in listed} == {sr, sr2}
         assert [

@@ -27,6 +27,7 @@ import pytest
 
 from hub.api.screen import ECHARTS
 from ops.natsd import free_port
+from tests.support import GENEROUS_S, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts" / "screen"
@@ -53,18 +54,10 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-            if value:
-                return value
-        except Exception as exc:  # a stale element while the page re-renders: try again
-            last_error = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = GENEROUS_S, every: float = 0.25) -> T:
+    """The page's waits: :func:`tests.support.wait_until` (a stale element while the page
+    re-renders counts as "not yet")."""
+    return wait_until(probe, timeout=timeout, what=what, every=every)
 
 
 def push_registered_case(base: str) -> str:
@@ -81,7 +74,7 @@ def push_registered_case(base: str) -> str:
         f"{base}/ingest/citymgmt",
         json=records,
         headers={"Authorization": "Bearer dev-citymgmt-token"},
-        timeout=30,
+        timeout=GENEROUS_S,
     )
     assert resp.status_code == 202, resp.text
     assert [r["status"] for r in resp.json()["results"]] == ["accepted", "accepted"], resp.text
@@ -99,7 +92,7 @@ def hub(tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     banner = ""
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a busy machine starts nats, the writer and DuckDB slowly
         while "stop: Ctrl-C" not in banner:
             assert time.monotonic() < deadline and proc.poll() is None, banner
             banner += proc.stdout.readline()  # type: ignore[union-attr]
@@ -164,7 +157,9 @@ def day_start(t: float) -> float:
 
 def test_screen_live_dispatch_rewind_and_only_the_hub(hub: str, browser: Any) -> None:
     started = time.monotonic()
-    page = httpx.get(f"{hub}/", timeout=10)
+    # the banner is printed when the server listens; the first page on a busy machine can still take
+    # longer than any fixed short timeout, so wait for it on the condition
+    page = wait_for("the first GET /", lambda: httpx.get(f"{hub}/", timeout=60))
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
 
     browser.get(f"{hub}/?token=dev-operator")
@@ -219,7 +214,7 @@ def test_screen_live_dispatch_rewind_and_only_the_hub(hub: str, browser: Any) ->
                 lambda case_id=case_id: (
                     browser.find_element(By.ID, "case").get_attribute("data-case-id") == case_id
                 ),
-                timeout=10,
+                timeout=30,
             )
         except AssertionError:
             continue
@@ -244,7 +239,7 @@ def test_screen_live_dispatch_rewind_and_only_the_hub(hub: str, browser: Any) ->
                 return panel.get_attribute("data-stage")
             return None
 
-        result = wait_for("the dispatch to show", outcome, timeout=15)
+        result = wait_for("the dispatch to show", outcome)
         if not result.startswith("error:"):
             moved = (case_id, result)
             break
@@ -273,7 +268,6 @@ def test_screen_live_dispatch_rewind_and_only_the_hub(hub: str, browser: Any) ->
     wait_for(
         "earlier numbers",
         lambda: (v := kpi(browser, "reported")) is not None and v < live_now and v,
-        timeout=15,
     )
     # (not compared with `first`: asOf counts recorded events, and the page's first read may lag them)
     shot(browser, "03-rewound.png")
@@ -303,4 +297,5 @@ def test_screen_live_dispatch_rewind_and_only_the_hub(hub: str, browser: Any) ->
         e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]
     ]
     assert not severe, severe
-    assert time.monotonic() - started < 90
+    # a budget against a hung page, not a speed test: generous for a busy 2-core machine
+    assert time.monotonic() - started < 600

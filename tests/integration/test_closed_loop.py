@@ -63,7 +63,7 @@ class Dept:
 
 
 async def _settled(intake: Intake, applied: int) -> None:
-    await eventually(lambda: intake.stats.applied >= applied, timeout=60)
+    await eventually(lambda: intake.stats.applied >= applied)
 
 
 @pytest.mark.slow
@@ -97,7 +97,7 @@ async def test_police_dispute_referred_to_court_mediation(nats_server: EmbeddedN
         results = await publish_events(js, [*police_events, early_close])
         assert {r.status for r in results} == {"accepted"}
         await _settled(intake, len(police_events))
-        await eventually(lambda: intake.stats.retried >= 2, timeout=30)  # the close is refused, retried
+        await eventually(lambda: intake.stats.retried >= 2)  # the close is refused, retried
 
         ledger = build_ledger(store)
         case = ledger.get_case(police.case_id)
@@ -112,9 +112,7 @@ async def test_police_dispute_referred_to_court_mediation(nats_server: EmbeddedN
         assert mediation.grid == case.grid and case.grid is not None
 
         await publish_events(js, court.loop())  # the mediation runs its own loop and concludes
-        await eventually(
-            lambda: build_ledger(store).get_case(police.case_id).stage is Stage.CLOSED, timeout=60
-        )
+        await eventually(lambda: build_ledger(store).get_case(police.case_id).stage is Stage.CLOSED)
     finally:
         intake.stop()
         await task
@@ -159,7 +157,7 @@ async def test_psych_crisis_opens_comprehensive_and_mental_health_work(
             assert case.links == [("child_of", health.case_id, "health")]
 
         await publish_events(js, [*zongzhi.loop(), *mental.loop(close=False), health("closed")])
-        await eventually(lambda: intake.stats.retried >= 2, timeout=30)
+        await eventually(lambda: intake.stats.retried >= 2)
         await eventually(
             lambda: not build_ledger(store).get_case(health.case_id).awaiting.get(zongzhi.case_id)
         )
@@ -168,9 +166,7 @@ async def test_psych_crisis_opens_comprehensive_and_mental_health_work(
         assert set(parent.awaiting) == {mental.case_id}
 
         await publish_events(js, [mental("closed")])
-        await eventually(
-            lambda: build_ledger(store).get_case(health.case_id).stage is Stage.CLOSED, timeout=60
-        )
+        await eventually(lambda: build_ledger(store).get_case(health.case_id).stage is Stage.CLOSED)
     finally:
         intake.stop()
         await task
@@ -274,7 +270,7 @@ async def test_breach_events_published_twice_apply_once(nats_server: EmbeddedNat
         await publish_events(js, breaches)
         await publish_events(js, [{**breaches[0]}])  # published again by a restarted watcher
         await _settled(intake, 2)
-        await eventually(lambda: build_ledger(store).breach_events(T0 + timedelta(days=1)) == [], timeout=30)
+        await eventually(lambda: build_ledger(store).breach_events(T0 + timedelta(days=1)) == [])
     finally:
         intake.stop()
         await task

@@ -122,7 +122,7 @@ def spawn_intake(nats_url: str, store_url: str, tmp_path: Path) -> subprocess.Po
     env = {k: v for k, v in os.environ.items() if k != "HUB_STREAM_REPLICAS"}
     return subprocess.Popen(
         [HUB, "intake", "--nats-url", nats_url, "--store-url", store_url, "--batch-size", "200",
-         "--retry-delays", "0.2,0.5,1,2,4", "--ack-wait", "2"],
+         "--retry-delays", "0.2,0.5,1,2,4,8,16", "--ack-wait", "2"],  # retries outlast a slow machine
         stdout=log, stderr=subprocess.STDOUT, env={**env, "HUB_DATA_DIR": str(tmp_path / "var")},
     )  # fmt: skip
 
@@ -156,7 +156,7 @@ async def test_stream_leader_killed_and_restarted_while_publishing_20000_events(
     publishing = asyncio.create_task(publish_all())
     started = time.monotonic()
     try:
-        await eventually(lambda: len(published) >= 5000 and stored() > 2000, timeout=60, every=0.02)
+        await eventually(lambda: len(published) >= 5000 and stored() > 2000, every=0.02)
         leader_name = (await js.stream_info(m.STREAM)).cluster.leader  # type: ignore[union-attr]
         assert leader_name is not None
         leader = nats_cluster.node(leader_name)
@@ -165,14 +165,14 @@ async def test_stream_leader_killed_and_restarted_while_publishing_20000_events(
 
         # The two survivors elect a new leader; publishing and intake continue without the node.
         at_kill = len(published)
-        await eventually(lambda: len(published) >= at_kill + 3000, timeout=60, every=0.05)
+        await eventually(lambda: len(published) >= at_kill + 3000, every=0.05)
         timeline["restarted"] = {"published": len(published), "stored": stored()}
         leader.start()
 
-        await asyncio.wait_for(publishing, 90)
+        await asyncio.wait_for(publishing, 300)
         statuses = {r.status for r in published}
         assert statuses <= {"accepted", "duplicate"}, [r for r in published if r.status == "rejected"][:3]
-        await eventually(lambda: stored() >= len(events), timeout=90)
+        await eventually(lambda: stored() >= len(events))
         await asyncio.sleep(2.5)  # a redelivery applied twice would show up now (ack wait 2 s)
         info = await js.stream_info(m.STREAM)
         timeline["leader_after"] = info.cluster.leader if info.cluster else None
@@ -188,7 +188,7 @@ async def test_stream_leader_killed_and_restarted_while_publishing_20000_events(
             peer = replicas.get(leader_name)
             return bool(peer and peer.current)
 
-        await eventually(restarted_node_current, timeout=30, every=0.5)
+        await eventually(restarted_node_current, every=0.5)
     finally:
         if not publishing.done():
             publishing.cancel()

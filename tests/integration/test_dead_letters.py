@@ -15,7 +15,10 @@ from ops.natsd import EmbeddedNats
 from tests.factories import event
 from tests.support import eventually
 
-FAST = IntakeSettings(retry_delays_s=(0.2, 0.2, 0.3), ack_wait_s=0.3)
+# Three retries, then the dead letter: deliveries == 4 must not depend on the machine's speed, so
+# the ack wait is long enough that a slow batch is never redelivered on top of its retries (the
+# retry delays must add up to twice the ack wait, see IntakeSettings).
+FAST = IntakeSettings(retry_delays_s=(0.5, 0.5, 4.0), ack_wait_s=2.5)
 
 
 async def test_replay_after_the_cause_is_fixed(
@@ -33,7 +36,7 @@ async def test_replay_after_the_cause_is_fixed(
     async def letters_count() -> int:
         return len(await read_dead_letters(js))
 
-    await eventually(lambda: intake.stats.dead_lettered == 3, timeout=30)
+    await eventually(lambda: intake.stats.dead_lettered == 3, what="three dead letters")
     letters = {lt.reason: lt for lt in await read_dead_letters(js)}
     assert set(letters) == {"unknown_department", "not_found", "invalid_json"}
     assert (
@@ -58,7 +61,7 @@ async def test_replay_after_the_cause_is_fixed(
         assert len(replayed) == 3
         await replay_dead_letters(js)  # running it twice re-drives each dead letter once (dedup ids)
         assert (await js.stream_info(m.STREAM)).state.last_seq == before + 3
-        await eventually(lambda: intake.stats.replays_cleared >= 3, timeout=30)
+        await eventually(lambda: intake.stats.replays_cleared >= 3, what="three replays cleared")
         remaining = await read_dead_letters(js)
         # The two fixed ones are gone; the unparseable one was dead-lettered again, replacing the old.
         assert [lt.reason for lt in remaining] == ["invalid_json"]

@@ -25,7 +25,11 @@ async def test_a_simulated_morning_goes_through_without_dead_letters(
     nc = await connect_nats(nats_server.url, "test")
     js = nc.jetstream(timeout=10, publish_async_max_pending=4000)
     intake, task = await start_intake(
-        nc, store, settings=IntakeSettings(retry_delays_s=(0.2, 0.5, 1.0, 2.0), ack_wait_s=1.0)
+        # retries that outlast a loaded machine's slow batches: "no dead letters" must not depend
+        # on its speed (the ack wait is at most half their sum, IntakeSettings)
+        nc,
+        store,
+        settings=IntakeSettings(retry_delays_s=(0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0), ack_wait_s=5.0),
     )
     try:
         start = datetime(2026, 3, 2, 7, 0, tzinfo=CHINA_TZ)  # a Monday morning

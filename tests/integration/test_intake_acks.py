@@ -26,7 +26,9 @@ async def test_every_message_is_acked_once_within_its_ack_wait(
     events = [e for i in range(CASES) for e in case_history(f"A{i:04d}")]
     nc = await connect_nats(nats_server.url, "test")
     js = nc.jetstream(timeout=10, publish_async_max_pending=4000)
-    settings = IntakeSettings(batch_size=500, ack_wait_s=30.0)
+    settings = IntakeSettings(
+        batch_size=500, ack_wait_s=120.0, retry_delays_s=(1.0, 2.0, 5.0, 10.0, 30.0, 200.0)
+    )
     intake, task = await start_intake(nc, f"sqlite:///{tmp_path / 'events.sqlite'}", settings=settings)
     try:
         assert {r.status for r in await publish_events(js, events)} == {"accepted"}
@@ -38,8 +40,9 @@ async def test_every_message_is_acked_once_within_its_ack_wait(
             )
 
         # Well inside the ack wait: an ack that never reached the server would hold the message
-        # pending for 30 s and then bring it back, counted as a duplicate.
-        await eventually(all_acked, timeout=20)
+        # pending for 120 s and then bring it back, counted as a duplicate. (The ack wait is long
+        # so that a busy machine's slow batch is not mistaken for a lost ack.)
+        await eventually(all_acked, timeout=100, what="every message applied and acknowledged")
     finally:
         intake.stop()
         await task
@@ -60,7 +63,7 @@ async def test_the_same_errors_as_msg_ack(nats_server: EmbeddedNats) -> None:
     async def none_pending() -> bool:
         return (await js.consumer_info("ACKS", "acks")).num_ack_pending == 0
 
-    await eventually(none_pending, timeout=5)
+    await eventually(none_pending, what="the ack to arrive")
     with pytest.raises(MsgAlreadyAckdError):
         await ack_all(nc, [msg])
     with pytest.raises(NotJSMessageError):

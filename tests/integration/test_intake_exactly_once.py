@@ -78,7 +78,9 @@ async def test_ten_thousand_events_exactly_once(nats_server: EmbeddedNats, store
     intake, task = await start_intake(
         nc,
         store_url,
-        settings=IntakeSettings(retry_delays_s=(0.5, 0.5, 1.0, 2.0), ack_wait_s=2.0, batch_size=500),
+        # an ack wait above a busy machine's batch time, so redeliveries (test_intake_crash's
+        # subject) stay rare here; the retry delays must add up to twice it (IntakeSettings)
+        settings=IntakeSettings(retry_delays_s=(0.5, 0.5, 1.0, 8.0), ack_wait_s=5.0, batch_size=500),
     )
     try:
         js = nc.jetstream(timeout=10, publish_async_max_pending=4000)
@@ -95,8 +97,12 @@ async def test_ten_thousand_events_exactly_once(nats_server: EmbeddedNats, store
             info = await js.stream_info(m.DLQ_STREAM)
             return intake.stats.applied >= VALID and info.state.messages >= 5 * INVALID_PER_WAY
 
-        await eventually(all_settled, timeout=120)
-        await eventually(lambda: intake.stats.duplicates >= len(receiver_deduped), timeout=30)
+        await eventually(
+            all_settled, timeout=300, what="every valid event applied and every bad one dead-lettered"
+        )
+        await eventually(
+            lambda: intake.stats.duplicates >= len(receiver_deduped), what="the re-published events skipped"
+        )
         letters = await read_dead_letters(js)
     finally:
         intake.stop()
@@ -104,7 +110,10 @@ async def test_ten_thousand_events_exactly_once(nats_server: EmbeddedNats, store
         await nc.close()
 
     assert intake.stats.applied == VALID
-    assert intake.stats.duplicates == len(receiver_deduped)
+    # at least the re-published copies were skipped as duplicates; a redelivery (a batch slower than
+    # the ack wait on a loaded machine) is skipped too and adds to the count, so it is not exact.
+    # What matters, exactly once in the store, is asserted on the store itself below.
+    assert intake.stats.duplicates >= len(receiver_deduped)
     history = stored_history(build_ledger(store_url))
     assert_exactly_once(history, (e["id"] for e in valid))
     assert len(history) == len(steps_of)

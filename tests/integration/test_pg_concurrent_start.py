@@ -22,5 +22,5 @@ def test_concurrent_ledger_start_on_a_fresh_database(pg_database: str) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(300)
     assert errors == [] and len(ledgers) == 4

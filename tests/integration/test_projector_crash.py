@@ -40,7 +40,7 @@ def _run(store: str, views: Path, batch: int, kill_after: int | None) -> list[st
         if kill_after is not None and len(lines) >= kill_after:
             os.kill(proc.pid, signal.SIGKILL)  # lands inside the next batch's transaction
             break
-    proc.wait(60)
+    proc.wait(120)
     return lines
 
 

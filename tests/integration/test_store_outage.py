@@ -38,7 +38,7 @@ CASES = 1000  # × 7 events
 
 def readyz(port: int) -> tuple[int, dict[str, Any]]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -91,9 +91,9 @@ async def test_store_connections_killed_and_database_refusing_during_intake(
 
     started = time.monotonic()
     try:
-        await eventually(lambda: readyz(port)[0] == 200, timeout=30)
+        await eventually(lambda: readyz(port)[0] == 200)
         publishing = asyncio.create_task(publish_all())
-        await eventually(lambda: stored() > 300, timeout=30)
+        await eventually(lambda: stored() > 300)
 
         # 1. Connections killed, repeatedly, under load.
         for _ in range(12):
@@ -106,7 +106,7 @@ async def test_store_connections_killed_and_database_refusing_during_intake(
         outage_started = time.monotonic()
         try:
             observed["killed"] += await asyncio.to_thread(terminate_backends)
-            await eventually(lambda: readyz(port)[0] == 503, timeout=20, every=0.2)
+            await eventually(lambda: readyz(port)[0] == 503, every=0.2)
             observed["not_ready_after_s"] = round(time.monotonic() - outage_started, 2)
             _, body = readyz(port)
             assert body["components"]["store"] is False and body["components"]["nats"] is True, body
@@ -118,13 +118,13 @@ async def test_store_connections_killed_and_database_refusing_during_intake(
         outage_ended = time.monotonic()
         observed["outage_s"] = round(outage_ended - outage_started, 2)
 
-        await eventually(lambda: readyz(port)[0] == 200, timeout=30, every=0.2)
+        await eventually(lambda: readyz(port)[0] == 200, every=0.2)
         observed["ready_again_after_s"] = round(time.monotonic() - outage_ended, 2)
-        await asyncio.wait_for(publishing, 60)
+        await asyncio.wait_for(publishing, 300)
         assert {r.status for r in published} == {"accepted"}
-        await eventually(lambda: stored() >= len(events), timeout=60, every=0.2)
+        await eventually(lambda: stored() >= len(events), every=0.2)
         await asyncio.sleep(2.5)  # a redelivery applied twice would show up now (ack wait 2 s)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             metrics = r.read().decode()
         assert "hub_intake_applied_total" in metrics and 'hub_component_up{component="store"} 1' in metrics
         observed["seconds"] = round(time.monotonic() - started, 1)
