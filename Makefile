@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 SCREEN := hub/api/screen
 NPM_STAMP := $(SCREEN)/node_modules/.installed
 
-.PHONY: run test lint bench soak chaos install clean fmt screen browser
+.PHONY: run test lint bench soak chaos restarts install clean fmt screen browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "citybrain-hub needs Python 3.11+, found " + sys.version' 
