@@ -165,6 +165,8 @@ def test_ten_demo_minutes_with_a_restart_leave_the_dead_letter_queue_empty(tmp_p
     assert f"demo city: resuming {stopped_at.date()} after {stopped_at.isoformat()}" in text
     assert "WARNING" not in text and "ERROR" not in text, text[-3000:]
     for run in (first, second):
-        # A refusal is retried before it is dead-lettered: none may be waiting either.
-        assert _metric(run, "hub_intake_retries_total") == 0, run
+        # Nothing was dead-lettered, and nothing is still waiting to be (settled() saw no event
+        # pending or unacked). A retry count is not asserted: an event that arrives before its
+        # predecessor on a loaded machine is delayed and then applied, which is the design.
         assert _metric(run, "hub_intake_dead_letters_total") == 0, run
+        assert _metric(run, "hub_intake_consumer_ack_pending") == 0, run
