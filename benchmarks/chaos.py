@@ -54,6 +54,7 @@ import nats
 import orjson
 from nats.errors import MaxPayloadError
 
+from benchmarks.workers_support import children
 from hub import messages as m
 from ops.natsd import free_port
 
@@ -185,20 +186,6 @@ def poison_nats(n: int, kind: str) -> tuple[str, bytes]:
 
 
 # ---------------------------------------------------------------- the hub's processes
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 def _read(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -206,14 +193,14 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def hub_children(hub_pid: int) -> dict[str, int]:
+def hubchildren(hub_pid: int) -> dict[str, int]:
     """The hub's children by role. nats-server by its binary; the writer, its recorder and the chain
     follower by name when they set one (``/proc/PID/comm``), else by the tree ``hub up`` builds: the
     writer is the Python child with a child of its own (its recorder), the chain follower the other.
     multiprocessing's resource tracker is left out."""
     roles: dict[str, int] = {}
     python: list[int] = []
-    for child in _children(hub_pid):
+    for child in children(hub_pid):
         cmdline = _read(f"/proc/{child}/cmdline")
         comm = _read(f"/proc/{child}/comm").strip()
         if b"nats-server" in cmdline.split(b"\0")[0] or comm == b"nats-server":
@@ -227,15 +214,13 @@ def hub_children(hub_pid: int) -> dict[str, int]:
         else:
             python.append(child)
     for child in python:
-        grandchildren = [
-            g for g in _children(child) if b"resource_tracker" not in _read(f"/proc/{g}/cmdline")
-        ]
+        grandchildren = [g for g in children(child) if b"resource_tracker" not in _read(f"/proc/{g}/cmdline")]
         if grandchildren and "writer" not in roles:
             roles["writer"] = child
         elif "chain" not in roles:
             roles["chain"] = child
     if "writer" in roles:
-        for g in _children(roles["writer"]):
+        for g in children(roles["writer"]):
             if b"resource_tracker" not in _read(f"/proc/{g}/cmdline"):
                 roles["recorder"] = g
                 break
@@ -562,7 +547,7 @@ class Chaos:
         if self.stop_load.is_set() or self.hub.proc is None:
             self.t.kills.append({"at_s": round(at), "role": role, "outcome": "not done: the hub was down"})
             return
-        before = hub_children(self.hub.proc.pid)
+        before = hubchildren(self.hub.proc.pid)
         pid = before.get(role)
         entry: dict[str, Any] = {"at_s": round(at), "role": role, "pid": pid}
         self.t.kills.append(entry)
@@ -584,7 +569,7 @@ class Chaos:
             await asyncio.sleep(0.5)
             if self.hub.proc is None or not self.hub.alive():
                 break
-            now = hub_children(self.hub.proc.pid).get(role)
+            now = hubchildren(self.hub.proc.pid).get(role)
             if now is not None and now != pid:
                 entry["back_after_s"] = round(time.monotonic() - killed_at, 1)
                 return
