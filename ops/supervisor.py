@@ -432,15 +432,18 @@ class Readiness:
             self.start_seq = last_seq
             self.start_backlog = sum(info.num_pending or 0 for info in infos)
         elif self.start_backlog:
+            # Drained means applied, not merely delivered: a batch pulled but not yet recorded is
+            # still the backlog (its ack moves the consumer's ack floor past the start).
             remaining = sum(
-                info.num_pending or 0
+                waiting
                 for info in infos
-                if info.num_pending and (info.delivered.stream_seq or 0) < self.start_seq
+                if (waiting := (info.num_pending or 0) + (info.num_ack_pending or 0))
+                and (info.ack_floor.stream_seq or 0) < self.start_seq
             )
             if remaining == 0:
                 log.info("the start backlog is drained; ready")
             elif now - self._last_backlog_log >= 10:
-                log.info("start backlog: %d of %d events still to deliver", remaining, self.start_backlog)
+                log.info("start backlog: %d of %d events still to apply", remaining, self.start_backlog)
                 self._last_backlog_log = now
             self.start_backlog = remaining
         pending = sum(info.num_pending or 0 for info in infos)
@@ -464,5 +467,5 @@ class Readiness:
         if self.start_backlog is None:
             out["start-backlog"] = "not measured yet"
         elif self.start_backlog:
-            out["start-backlog"] = f"{self.start_backlog} events waiting at start still to deliver"
+            out["start-backlog"] = f"{self.start_backlog} events waiting at start still to apply"
         return out
