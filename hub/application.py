@@ -317,14 +317,29 @@ class CaseLedger(Application[UUID]):
             self._known_good = items[-1] if items else self._known_good
             return outcomes, stored
         found: list[Outcome | None] = [None] * len(items)
-        rows: list[StoredEvent] = []
         failures: list[BaseException] = []
-        self._bisect(items, list(range(len(items))), found, rows, failures)
+        self._bisect(items, list(range(len(items))), found, [], failures)
         if failures:
+            if len(items) >= SYSTEMIC_FAILURE_BATCH and len(failures) == len(items):
+                # Every one of many events fails alone: the fault follows none of them (a key, a
+                # mapper, a bug), and dead-lettering them all would blame the departments. The
+                # batch fails and is redelivered, and readiness reports the store.
+                raise failures[0]
             self._check_not_the_store(failures[0])
-        outcomes = [o for o in found if o is not None]
-        assert len(outcomes) == len(items)
-        for item, outcome in zip(items, outcomes, strict=True):
+        # The halves above were decided on a cache that a failing half emptied (stage_batch forgets
+        # every case when it fails), so their rows may miss steps staged by an earlier half: they
+        # only tell which events fail. The others are staged once more, together, from the store
+        # (current: the writer let its earlier batches commit before isolating).
+        failed = {i for i, o in enumerate(found) if o is not None and o.verdict is Verdict.FAILED}
+        survivors = [item for i, item in enumerate(items) if i not in failed]
+        self.forget_all()
+        decided, rows = self.stage_batch(survivors, trust_cache=False) if survivors else ([], [])
+        rest = iter(decided)
+        outcomes = []
+        for i, item in enumerate(items):
+            outcome = found[i] if i in failed else next(rest)
+            assert outcome is not None
+            outcomes.append(outcome)
             if outcome.verdict is Verdict.FAILED:
                 log.error("event %s (case %s) cannot be stored and is dead-lettered: %s",
                           item.envelope.id, item.case_id, outcome.detail)  # fmt: skip
@@ -794,6 +809,14 @@ class CaseLedger(Application[UUID]):
             else:
                 log.error("deadline watcher built an invalid event %s: %s", event["id"], result)
         return self.apply_batch(valids) if valids else []
+
+
+SYSTEMIC_FAILURE_BATCH = 8
+"""A batch of at least this many events that all fail alone is taken for a fault of the hub, not of
+the events: poison arrives mixed with good records, and several poisons alone in one batch are
+rare, while a broken key or mapper fails every event of every batch. Below it (a quiet period's
+small batches) each failing event is dead-lettered (``hub dlq replay --reason store_failed`` once
+the cause is fixed), so a batch of only poison can never be redelivered forever."""
 
 
 def is_infrastructure(exc: BaseException) -> bool:

@@ -208,8 +208,10 @@ class EmbeddedNats:
         """Start the server again on the same port and store (after it died, or was stopped).
 
         Spawned on the calling (event-loop) thread, so that its parent-death signal follows the
-        hub's main thread and not a pool thread; the port is awaited without blocking the loop."""
-        self.stop()
+        hub's main thread and not a pool thread; the port is awaited without blocking the loop, and
+        a running server (stuck after a full disk) is stopped off the loop: a JetStream server can
+        take seconds to shut down, and the API and intake must keep answering meanwhile."""
+        await asyncio.to_thread(self.stop)
         self.process = spawn_server(self.store_dir, self.config_text())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -117,9 +117,9 @@ class HubRuntime:
     server: _Server | None = None
     projections: Any = None
     reader: Any = None
+    """The read-only ledger the projector follows (kept: a dropped Application closes its pool)."""
     access: Any = None
     """The read access log (hub.audit.AccessLog) the GraphQL API records personal-data reads in."""
-    """The read-only ledger the projector follows (kept: a dropped Application closes its pool)."""
     notices: list[str] = field(default_factory=list)
     breaches_escalated: int = 0
     supervisor: Supervisor | None = None
@@ -407,7 +407,7 @@ class HubRuntime:
         """
         from connectors.base import CHINA_TZ
         from connectors.publisher import publish_events
-        from connectors.simulator import Position, Simulator
+        from connectors.simulator import Position, PublishIncomplete, Simulator
         from ops.demo import DemoState
 
         assert self.nc is not None
@@ -445,6 +445,11 @@ class HubRuntime:
                 await sim.run(
                     publish, speed=speed, tick=1.0, from_time=clock, after=after, on_published=remember
                 )
+            except PublishIncomplete as exc:
+                log.warning("demo city: %s in 10 s", exc)
+                await asyncio.sleep(10)
+                clock = clock_at_start()
+                continue
             except Exception:
                 log.exception("demo city stopped; restarting it in 10 s")
                 await asyncio.sleep(10)

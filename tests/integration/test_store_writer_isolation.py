@@ -132,7 +132,7 @@ async def test_the_intake_dead_letters_the_isolated_event_with_its_reason(
     monkeypatch.setattr(CaseLedger, "_report", report)
     nc = await connect_nats(nats_server.url, "test")
     js = nc.jetstream(timeout=10)
-    settings = IntakeSettings(retry_delays_s=(0.2, 0.2, 0.3), ack_wait_s=0.3, linger_s=0.5)
+    settings = IntakeSettings(linger_s=0.5)  # the default ack wait: no redelivery while a batch is isolated
     intake, task = await start_intake(nc, url, settings=settings, writer_process=False)
     try:
         for caseref in ("P-1", "P-2", "P-POISON", "P-3", "P-4"):
@@ -147,3 +147,44 @@ async def test_the_intake_dead_letters_the_isolated_event_with_its_reason(
         await task
         await nc.close()
     assert build_ledger(url).case_count() == 4
+
+
+def test_a_case_with_steps_on_both_sides_of_the_poison_keeps_both(tmp_path: Path) -> None:
+    """Isolating empties the case cache whenever a half fails; a case reported before the poison
+    and registered after it must still get both steps, not a conflict that fails the batch again
+    on every redelivery (the halves only find the failing event; the rest is staged once more)."""
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    catalogue = load_catalogue()
+
+    def valid(caseref: str, action: m.Action, n: int = 0) -> m.Valid:
+        checked = m.validate(orjson.dumps(event(caseref, action, n=n)), catalogue)
+        assert isinstance(checked, m.Valid)
+        return checked
+
+    items = [
+        valid("K-1", m.Action.REPORTED),
+        valid("K-2", m.Action.REPORTED),
+        _far_future(valid("K-POISON", m.Action.REPORTED)),
+        valid("K-3", m.Action.REPORTED),
+        valid("K-1", m.Action.REGISTERED, n=1),
+        valid("K-2", m.Action.REGISTERED, n=1),
+    ]
+    ledger = build_ledger(url)
+    outcomes = ledger.apply_batch(items)
+    assert [o.verdict for o in outcomes] == [Verdict.APPLIED] * 2 + [Verdict.FAILED] + [Verdict.APPLIED] * 3
+
+    async def through_the_writer() -> list[Any]:
+        remote = RemoteLedger(f"sqlite:///{tmp_path / 'writer.sqlite'}")
+        try:
+            return await remote.submit_batch(items)
+        finally:
+            remote.close()
+
+    remote_outcomes = asyncio.run(through_the_writer())
+    assert [o.verdict for o in remote_outcomes] == [o.verdict for o in outcomes]
+    for store in ("events.sqlite", "writer.sqlite"):
+        reread = build_ledger(f"sqlite:///{tmp_path / store}")
+        assert reread.case_count() == 3
+        for caseref in ("K-1", "K-2"):
+            case_id = items[0].case_id if caseref == "K-1" else items[1].case_id
+            assert reread.get_case(case_id).version == 2, (store, caseref)
