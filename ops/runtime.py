@@ -179,8 +179,8 @@ class HubRuntime:
         else:
             out["intake"] = probes.get("intake", True)
         store: bool | str = True
-        if "store-writer" in down:
-            store = down["store-writer"]
+        if "store-writer" in down or "store-recorder" in down:
+            store = down.get("store-writer") or f"the store recorder {down['store-recorder']}"
         elif self.intake is not None and not self.intake.store_healthy():
             error = self.intake.store_error
             if not (self.writer_watch is not None and _writer_died(error) and self.writer_watch.running):

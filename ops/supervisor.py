@@ -60,6 +60,8 @@ class Child:
     delay: float = 1.0
     next_try: float = 0.0
     reason: str | None = None
+    seen_restarts: int = 0
+    restarted_at: float | None = None
 
 
 class Supervisor:
@@ -67,10 +69,22 @@ class Supervisor:
 
     MAX_DELAY_S = 30.0
 
-    def __init__(self, children: Sequence[Child], stopping: Callable[[], bool], every_s: float = 0.5) -> None:
+    SETTLE_S = 3.0
+    """A restarted child counts as not ready for this long: readiness then shows every restart,
+    however fast (a writer restarted by the intake's next batch is back within a second), and
+    nothing is routed to a child still opening its store."""
+
+    def __init__(
+        self,
+        children: Sequence[Child],
+        stopping: Callable[[], bool],
+        every_s: float = 0.5,
+        settle_s: float = SETTLE_S,
+    ) -> None:
         self.children = list(children)
         self.stopping = stopping
         self.every_s = every_s
+        self.settle_s = settle_s
 
     def restarts(self) -> dict[str, int]:
         counts = dict.fromkeys(PROCESSES, 0)
@@ -79,8 +93,25 @@ class Supervisor:
         return counts
 
     def problems(self) -> dict[str, str]:
-        """Children that are down now, with why (readiness names them)."""
-        return {child.name: child.reason for child in self.children if child.reason}
+        """Children that are down now, with why, or restarted a moment ago (readiness names them)."""
+        now = time.monotonic()
+        out: dict[str, str] = {}
+        for child in self.children:
+            count = self._count(child)
+            if count > child.seen_restarts:  # restarted by us or by whoever else restarts it
+                child.seen_restarts, child.restarted_at = count, now
+            if child.reason:
+                out[child.name] = child.reason
+            elif child.restarted_at is not None and now - child.restarted_at < self.settle_s:
+                out[child.name] = f"restarted {now - child.restarted_at:.1f} s ago; settling"
+        return out
+
+    @staticmethod
+    def _count(child: Child) -> int:
+        try:
+            return child.count() if child.count is not None else child.restarts
+        except Exception:  # a counter that cannot be read must not break readiness
+            return child.seen_restarts
 
     async def run(self) -> None:
         while not self.stopping():
@@ -118,6 +149,7 @@ class Supervisor:
             child.delay = min(child.delay * 2, self.MAX_DELAY_S)
             child.reason = None
             log.warning("supervisor: %s restarted", child.name)
+        self.problems()  # notes restarts made by others (the intake restarts a writer lazily) too
 
 
 def projector_child(projector: Any) -> Child:
@@ -257,6 +289,10 @@ class Readiness:
     """Why the hub's last publish to CITY was not stored (``None`` once one is): a stream can
     keep a write error from a full disk while the probe stream writes again."""
     city_failing_since: float | None = None
+    _city_last_failure: float = 0.0
+    _jetstream_ok_since: float = 0.0
+    """When the probe last began to write again: a CITY failure older than that went with the
+    outage that ended (a killed server), and says nothing about CITY now."""
     intake: str | None = None
     start_backlog: int | None = None
     """Events that were waiting at start and are not yet delivered (``None``: not measured yet)."""
@@ -292,10 +328,14 @@ class Readiness:
         reason = await self._probe_write()
         now = time.monotonic()
         if reason is None:
-            if self.jetstream is not None and self.jetstream_failing_since is not None:
-                log.warning("JetStream writes again (after %.0f s)", now - self.jetstream_failing_since)
+            if self.jetstream is not None:
+                self._jetstream_ok_since = now
+                if self.jetstream_failing_since is not None:
+                    log.warning("JetStream writes again (after %.0f s)", now - self.jetstream_failing_since)
             self.jetstream, self.jetstream_failing_since = None, None
-            if self.city is not None:
+            if self.city is not None and self._city_last_failure < self._jetstream_ok_since:
+                self.city, self.city_failing_since = None, None  # it failed with the outage that ended
+            elif self.city is not None:
                 await self._unstick(now)  # the probe writes, CITY does not: its stream is stuck
             return
         if self.jetstream_failing_since is None:
@@ -365,8 +405,9 @@ class Readiness:
                 log.warning("CITY stores published events again")
             self.city, self.city_failing_since = None, None
             return
+        self._city_last_failure = time.monotonic()
         if self.city_failing_since is None:
-            self.city_failing_since = time.monotonic()
+            self.city_failing_since = self._city_last_failure
             log.error("publishes to CITY are not stored: %s", unstored)
         self.city = unstored
 

@@ -22,7 +22,7 @@ async def test_a_failing_restart_backs_off_then_counts_once_it_works(
         state["alive"] = True
 
     child = Child("nats-server", lambda: None if state["alive"] else "exited (code -9)", restart)
-    supervisor = Supervisor([child], stopping=lambda: False)
+    supervisor = Supervisor([child], stopping=lambda: False, settle_s=0.0)
     caplog.set_level(logging.WARNING, logger="hub")
 
     await supervisor.tick()
@@ -64,3 +64,25 @@ async def test_a_child_that_counts_itself_is_reported_by_its_own_count() -> None
 
     child = Child("chain-follower", lambda: None, restart, count=lambda: 3)
     assert Supervisor([child], stopping=lambda: False).restarts()["chain-follower"] == 3
+
+
+async def test_a_restarted_child_is_not_ready_while_it_settles() -> None:
+    """However fast a restart (or one made by someone else: the intake restarts a writer lazily),
+    readiness shows it for ``settle_s``, then clears by itself."""
+    count = {"n": 0}
+
+    async def restart() -> None:
+        return None
+
+    child = Child("store-writer", lambda: None, restart, count=lambda: count["n"])
+    clock = {"now": 100.0}
+    supervisor = Supervisor([child], stopping=lambda: False, settle_s=3.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ops.supervisor.time.monotonic", lambda: clock["now"])
+        assert supervisor.problems() == {}
+        count["n"] = 1  # restarted elsewhere
+        assert supervisor.problems() == {"store-writer": "restarted 0.0 s ago; settling"}
+        clock["now"] += 2.0
+        assert "store-writer" in supervisor.problems()
+        clock["now"] += 1.5
+        assert supervisor.problems() == {}
