@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -138,6 +138,10 @@ class EmbeddedNats:
     process: subprocess.Popen[bytes] | None = None
     max_file_store: str | None = None
     """JetStream's disk limit (e.g. ``"10GB"``); ``None``: the server's default (most of the disk)."""
+    restarting: bool = field(default=False, init=False)
+    """A restart is under way: the server stopped for it is not "down", and a second restart
+    (readiness unsticking JetStream while the supervisor sees the stopped server) waits for it
+    instead of starting a rival server on the same port."""
 
     @property
     def url(self) -> str:
@@ -201,8 +205,10 @@ class EmbeddedNats:
 
     @property
     def exit_code(self) -> int | None:
-        """``None`` while the server runs (or was never started), else how it ended."""
-        return None if self.process is None else self.process.poll()
+        """``None`` while the server runs, is being restarted, or was never started, else how it ended."""
+        if self.restarting or self.process is None:
+            return None
+        return self.process.poll()
 
     async def restart(self, timeout: float = 15.0) -> None:
         """Start the server again on the same port and store (after it died, or was stopped).
@@ -211,18 +217,27 @@ class EmbeddedNats:
         hub's main thread and not a pool thread; the port is awaited without blocking the loop, and
         a running server (stuck after a full disk) is stopped off the loop: a JetStream server can
         take seconds to shut down, and the API and intake must keep answering meanwhile."""
-        await asyncio.to_thread(self.stop)
-        self.process = spawn_server(self.store_dir, self.config_text())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 1.0)
-                writer.close()
-                return
-            await asyncio.sleep(0.1)
-        raise not_listening(self.process, self.store_dir, "nats-server", f"{self.host}:{self.port}", timeout)
+        if self.restarting:  # someone else restarts it: wait for that one, do not start a rival
+            while self.restarting:
+                await asyncio.sleep(0.05)
+            return
+        self.restarting = True
+        try:
+            await asyncio.to_thread(self.stop)
+            self.process = spawn_server(self.store_dir, self.config_text())
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 1.0)
+                    writer.close()
+                    return
+                await asyncio.sleep(0.1)
+            where = f"{self.host}:{self.port}"
+            raise not_listening(self.process, self.store_dir, "nats-server", where, timeout)
+        finally:
+            self.restarting = False
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process and self.process.poll() is None:
