@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import nats
 from eventsourcing.persistence import PersistenceError
@@ -46,13 +47,14 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
     async def on_reconnect() -> None:
         log.info("nats %s: reconnected", name)
 
-    options: dict[str, object] = {}
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    options: dict[str, object] = url_credentials(servers)
     if creds := os.environ.get("HUB_NATS_CREDS"):
         options["user_credentials"] = creds
     if token := os.environ.get("HUB_NATS_TOKEN"):
         options["token"] = token
     nc = await nats.connect(
-        servers=[u.strip() for u in url.split(",")],
+        servers=servers,
         name=name,
         connect_timeout=connect_timeout,
         max_reconnect_attempts=-1,
@@ -68,6 +70,23 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
     )
     client.append(nc)
     return nc
+
+
+def url_credentials(servers: list[str]) -> dict[str, object]:
+    """``user``/``password`` (or ``token``) taken from the first server URL that carries them.
+
+    Why not leave them in the URLs: nats-py applies credentials written in a URL to that server only,
+    and the servers a cluster gossips (its other nodes' addresses, tried after a node dies) carry
+    none, so a reconnect to a surviving node failed with 'Authorization Violation' and the hub's
+    publishers stalled until the dead node came back. As connect options they hold for every node.
+    """
+    for server in servers:
+        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        if parts.username and parts.password is not None:
+            return {"user": unquote(parts.username), "password": unquote(parts.password)}
+        if parts.username:
+            return {"token": unquote(parts.username)}
+    return {}
 
 
 _SCHEMA_RACES = ("already exists", "tuple concurrently updated")
