@@ -115,6 +115,7 @@ async def test_streams_get_three_replicas_on_a_cluster(
 # --------------------------------------------------------------------------- the fault test
 CASES = 2858  # × 7 closed-loop events = 20,006
 CHUNK = 500
+KILL_AT = 6000  # events published before the leader is killed; the rest after
 
 
 def spawn_intake(nats_url: str, store_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -144,9 +145,16 @@ async def test_stream_leader_killed_and_restarted_while_publishing_20000_events(
     def stored() -> int:
         return ledger.recorder.max_notification_id() or 0
 
+    killed = asyncio.Event()
+
     async def publish_all() -> None:
-        """In chunks with short pauses, so that publishing spans the kill and the restart."""
+        """In chunks with short pauses; from ``KILL_AT`` on only once the leader is killed, so that
+        publishing spans the kill however fast the machine (on a busy one the intake lagged so far
+        behind that every event was published before the kill, and the wait for publishing to go on
+        after it could never be met)."""
         for start in range(0, len(events), CHUNK):
+            if start >= KILL_AT:
+                await killed.wait()
             published.extend(
                 await publish_events(js, events[start : start + CHUNK], attempts=15, max_delay=2.0)
             )
@@ -156,12 +164,13 @@ async def test_stream_leader_killed_and_restarted_while_publishing_20000_events(
     publishing = asyncio.create_task(publish_all())
     started = time.monotonic()
     try:
-        await eventually(lambda: len(published) >= 5000 and stored() > 2000, every=0.02)
+        await eventually(lambda: len(published) >= KILL_AT and stored() > 2000, every=0.02)
         leader_name = (await js.stream_info(m.STREAM)).cluster.leader  # type: ignore[union-attr]
         assert leader_name is not None
         leader = nats_cluster.node(leader_name)
         timeline["killed"] = {"node": leader_name, "published": len(published), "stored": stored()}
         leader.kill()  # SIGKILL of the CITY stream leader
+        killed.set()
 
         # The two survivors elect a new leader; publishing and intake continue without the node.
         at_kill = len(published)
