@@ -113,10 +113,14 @@ def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 180  # a busy machine starts nats, the writer and DuckDB slowly
         banner = ""
-        while "citybrain-hub is up" not in banner:
+        while "citybrain-hub is up" not in banner or "stop: Ctrl-C" not in banner:
             assert time.monotonic() < deadline and hub.poll() is None, banner
             banner += hub.stdout.readline()  # type: ignore[union-attr]
         assert (data / "nats.url").read_text().strip() == f"nats://127.0.0.1:{nats_port}"
+        # development mode says plainly which development credentials are active (issue 15)
+        assert "mode: development" in banner and "DEVELOPMENT CREDENTIALS ACTIVE" in banner, banner
+        assert "dev-operator" in banner and "dev-police-token (police)" in banner, banner
+        assert "Open311 takes new requests WITHOUT an api_key" in banner and "/metrics answers" in banner
 
         events = tmp_path / "events.jsonl"
         lines = [orjson.dumps(e) for e in case_history("CLI-1")]
