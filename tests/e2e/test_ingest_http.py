@@ -280,3 +280,31 @@ async def test_open311_id_search_on_the_read_model(hub: Hub) -> None:
             f"{base}/requests.json", data={"service_request_id": "SR-NONE", "evaluation": "5"}
         )
         assert evaluation.status_code == 404 and evaluation.json()[0]["code"] == 404
+
+
+async def test_open311_body_limit_over_a_real_socket(hub: Hub) -> None:
+    """Issue 15: a body over 1 MB is answered 413 while the client is still sending: a declared
+    50 MB body at once, a chunked one at the chunk that passes 1 MB; the rest is never sent."""
+    host, port = hub.url.removeprefix("http://").split(":")
+    path = "/open311/v2/requests.json"
+
+    async def answer(head: bytes, send_body: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(head + send_body)
+            await writer.drain()
+            return await asyncio.wait_for(reader.readline(), 30)  # the status line, body unfinished
+        finally:
+            writer.close()
+
+    declared = (
+        f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    assert b" 413 " in await answer(declared, b"a=" + b"x" * 65536)
+    chunked = (
+        f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+    assert b" 413 " in await answer(chunked, chunk * 17)  # 1.06 MB of a body that never ends

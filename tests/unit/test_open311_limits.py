@@ -253,3 +253,18 @@ async def test_errors_keep_the_spec_format(fmt: str) -> None:
         if fmt == "xml":
             assert response.headers["content-type"].startswith("text/xml")
             assert b"<errors><error><code>400</code><description>service_code" in response.content
+
+
+async def test_hub_wiring_reads_the_keys_from_the_config_dir(tmp_path: Any) -> None:
+    """What `hub up` mounts (ops.wiring_connectors) takes its keys from HUB_CONFIG_DIR/open311_keys.toml."""
+    from ops.wiring_connectors import connector_app
+
+    keys = f'[[key]]\napi_key = "{KEY}"\nname = "12345 app"\nburst = 1\n'
+    (tmp_path / "open311_keys.toml").write_text(keys)
+    asgi = connector_app(None, Reads(), tmp_path, open311_max_bytes=2048)  # type: ignore[arg-type]
+    async with client(asgi) as c:
+        assert_spec_error(await c.post(URL, data=VALID), 401, "api_key")
+        assert_spec_error(await c.post(URL, data={**VALID, "api_key": KEY, "description": "x" * 3000}), 413)
+        keyed = {"api_key": KEY}
+        assert_spec_error(await c.post(URL, params=keyed, data={**VALID, "lat": "x"}), 400, "lat")
+        assert_spec_error(await c.post(URL, params=keyed, data=VALID), 429, "12345 app")  # burst 1 spent
