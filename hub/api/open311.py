@@ -14,6 +14,13 @@ Open311 ``status`` is derived from the case stage: ``closed`` once the case is c
 rejected (不予立案) or merged, ``open`` before. Errors follow the spec: a list of
 ``{code, description}`` (``<errors><error>…`` in XML) with the HTTP status.
 
+The doors are narrow on purpose (issue 15; docs/security.md): with keys configured, ``POST`` needs
+an ``api_key`` (401 without, 403 unknown) and keeps within its holder's token bucket (429 with
+``Retry-After``); the body is read only up to ``max_bytes`` (413, the rest never read); every field
+is type-checked and an unknown one named (400, never a 500); an evaluation must name a request the
+hub knows (404) and has closed (409); an id search names at most ``max_ids`` ids (400) and costs one
+set-based query of the read model, however many it names.
+
 Why injected collaborators: ``hub.api`` may not import ``connectors`` (design §3). ops passes the
 service list and a ``submit("open311", records)`` coroutine (the open311 connector plus the
 publisher), and a reader that answers ``case``/``cases`` like :class:`hub.views.ReadModels`
