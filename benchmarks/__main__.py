@@ -26,6 +26,7 @@ BENCHMARKS = [
     "bench_connectors",
     "bench_graphql",
     "bench_audit",
+    "bench_open311",  # Open311 id search: one set-based query vs the per-id loop (issue 15)
     "soak",  # last: 10 minutes at a steady rate (HUB_SOAK_MINUTES, or `make soak MINUTES=…`)
 ]
 # Not in the list: ``chaos`` (faults and poison inputs, a pass/fail goal rather than a figure to

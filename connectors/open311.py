@@ -26,7 +26,9 @@ attribute             附加属性      no             {code: value} per the ser
 ===================== ============ ============== ==============================================
 
 Native record (evaluation): ``service_request_id``, ``evaluation`` (1–5), ``requested_datetime``
-(the time of the evaluation), optional ``comment``.
+(the time of the evaluation), optional ``comment``. Through the Open311 API an evaluation is taken
+only for a request the hub knows (else 404) and has closed (else 409); its ``service_request_id`` is
+the request's own (docs/security.md).
 
 Mapping: a request → 上报 (department ``citizens``, kind ``request``, channel ``open311``); the
 command centre registers and dispatches it. An evaluation → 评价 by the citizen.
@@ -113,13 +115,23 @@ class Open311Connector(base.Connector):
         attributes = r.get("attribute") or {}
         if not isinstance(attributes, Mapping):
             raise RecordError("attribute", "expected an object {code: value}")
+        for code, value in attributes.items():
+            values = value if isinstance(value, list) else [value]
+            if not all(
+                v is None or (isinstance(v, str | int | float) and not isinstance(v, bool)) for v in values
+            ):
+                raise RecordError(f"attribute[{code}]", "expected text, a number or a list of them")
         for spec in svc["attributes"]:
-            if spec.get("required") and attributes.get(spec["code"]) in (None, ""):
+            if spec.get("required") and attributes.get(spec["code"]) in (None, "", []):
                 raise RecordError(f"attribute[{spec['code']}]", "required by the service definition")
             allowed = {v["key"] for v in spec.get("values", [])}
             value = attributes.get(spec["code"])
-            if allowed and value not in (None, "") and value not in allowed:
-                raise RecordError(f"attribute[{spec['code']}]", f"{value!r} is not one of {sorted(allowed)}")
+            given = value if isinstance(value, list) else [value]
+            wrong = [v for v in given if v not in (None, "") and v not in allowed]
+            if allowed and wrong:
+                raise RecordError(
+                    f"attribute[{spec['code']}]", f"{wrong[0]!r} is not one of {sorted(allowed)}"
+                )
         extra = "".join(f"\n{k}: {v}" for k, v in attributes.items())
         name = " ".join(base.text(r, k, required=False) for k in ("first_name", "last_name")).strip()
         phone = base.text(r, "phone", required=False) or base.text(r, "email", required=False)

@@ -230,6 +230,7 @@ class CaseFilter:
     since: datetime | None = None  # reported at or after
     until: datetime | None = None  # reported before
     text: str | None = None  # substring of title, caseref or address (case-insensitive)
+    case_ids: tuple[UUID, ...] | None = None  # only these cases (one set-based lookup of many ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import faulthandler
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 from nats.js import JetStreamContext
+from rich.markup import escape
 from rich.table import Table
 
 from hub import messages as m
@@ -31,6 +33,7 @@ from ops.cluster import stream_settings_for
 from ops.console import console, err
 from ops.logs import setup_logging
 from ops.natsd import NatsStartError
+from ops.production import EXIT_REFUSED, ProductionRefused
 from ops.runtime import HubRuntime, RuntimeOptions
 from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError, time_window
 from ops.settings import demo_speed as settings_demo_speed
@@ -184,11 +187,24 @@ def up(
             "minutes in thirty seconds). Env HUB_DEMO_SPEED.",
         ),
     ] = None,
+    production: Annotated[
+        bool,
+        typer.Option(
+            "--production",
+            help="Production mode (same as HUB_ENV=production): refuse to start while any development "
+            "token, password or unauthenticated endpoint is configured, naming each (docs/security.md).",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the hub: embedded NATS JetStream (unless HUB_NATS_URL), intake into the event store."""
     _setup_logging(verbose)
-    settings = Settings.from_env(data_dir)
+    try:
+        settings = Settings.from_env(data_dir)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    if production:
+        settings = dataclasses.replace(settings, env="production")
     if nats_port is None and os.environ.get("HUB_NATS_PORT"):
         nats_port = int(os.environ["HUB_NATS_PORT"])
     if os.environ.get("HUB_DEMO_RATE"):
@@ -196,8 +212,11 @@ def up(
     try:
         speed = settings_demo_speed(demo_speed)
         asyncio.run(_up(settings, host, http_port, nats_port, no_demo, demo_rate, speed))
+    except ProductionRefused as exc:
+        err.print(escape(str(exc)), style="red", highlight=False)
+        raise typer.Exit(EXIT_REFUSED) from None
     except (NatsStartError, SettingsError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(escape(str(exc))) from None
 
 
 async def _up(
@@ -254,8 +273,14 @@ def _print_banner(
 ) -> None:
     base = f"http://{host}:{http_port}"
     demo_speed = runtime.options.demo_speed
-    console.print(f"[bold green]citybrain-hub is up[/bold green]  data: {settings.data_dir}")
-    console.print(f"  screen 一屏统管 : {base}/?token=dev-screen   (operator: {base}/?token=dev-operator)")
+    mode = "production" if settings.production else "development"
+    console.print(f"[bold green]citybrain-hub is up[/bold green]  data: {settings.data_dir}  mode: {mode}")
+    if settings.production:
+        console.print(f"  screen 一屏统管 : {base}/   (sign in with a screen token of api_tokens.toml)")
+    else:
+        console.print(
+            f"  screen 一屏统管 : {base}/?token=dev-screen   (operator: {base}/?token=dev-operator)"
+        )
     console.print(f"  GraphQL        : {base}/graphql  (GraphiQL in a browser; tokens: docs/api.md)")
     console.print(f"  NATS JetStream : {runtime.nats_url}{'  (embedded)' if runtime.embedded else ''}")
     console.print(f"  event store    : {settings.store_url}")
@@ -272,6 +297,13 @@ def _print_banner(
             else "off (--no-demo)"
         )
     )
+    if runtime.development_credentials:
+        console.print(
+            "  [bold red]DEVELOPMENT CREDENTIALS ACTIVE[/bold red] (fine on a laptop; "
+            "`hub up --production` refuses to start with them, see docs/security.md):"
+        )
+        for problem in runtime.development_credentials:
+            console.print(f"    - {escape(problem)}", highlight=False)
     console.print(
         "  publish events : hub publish FILE.jsonl   ·   dead letters: hub dlq list   ·   stop: Ctrl-C"
     )

@@ -125,9 +125,12 @@ class HubRuntime:
     supervisor: Supervisor | None = None
     writer_watch: WriterWatch | None = None
     readiness: Readiness | None = None
+    development_credentials: list[str] = field(default_factory=list)
+    """What production mode would refuse (development tokens, open doors): the banner names them."""
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
+        self._check_doors()  # production mode: refuse before anything starts or is written
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = self.settings.nats_url
         if url is None:
@@ -160,6 +163,25 @@ class HubRuntime:
         await self._start_http()
         if self.options.demo:
             self.tasks["demo"] = asyncio.create_task(self._demo_city(), name="demo-city")
+
+    def _check_doors(self) -> None:
+        """Production mode refuses development credentials and open doors (``ProductionRefused``
+        names each); development mode lists them in ``development_credentials`` for the banner,
+        and says loudly that Open311 takes requests from anyone when no keys are configured."""
+        from ops.production import open311_without_keys, refuse_if_unfit
+
+        self.development_credentials = refuse_if_unfit(self.settings)
+        if self.development_credentials:
+            log.warning(
+                "development mode, development credentials active: %s",
+                " | ".join(self.development_credentials),
+            )
+        if open311_without_keys(self.settings):
+            self.notices.append(
+                "WARNING: Open311 takes new requests WITHOUT an api_key (no [[key]] in "
+                "HUB_CONFIG_DIR/open311_keys.toml): anyone who reaches this port can create cases; "
+                "see docs/security.md"
+            )
 
     def status(self) -> Mapping[str, bool | str]:
         """Each component: ``True`` when ready, else why not (``/readyz`` names it)."""
@@ -315,9 +337,14 @@ class HubRuntime:
         app = Starlette(
             routes=[
                 *health_routes(self.status),
-                *metrics_routes(self.samples),
+                *metrics_routes(self.samples, self.settings.metrics_token),
                 *connector_routes(
-                    js, reads, self.settings.config_dir, unavailable=self.cannot_take, report=self._ingested
+                    js,
+                    reads,
+                    self.settings.config_dir,
+                    unavailable=self.cannot_take,
+                    report=self._ingested,
+                    open311_max_bytes=self.settings.open311_max_bytes,
                 ),
                 *graphql_app_routes(self.nc, reads, self.settings.config_dir, access=self.access),
                 *screen_app_routes(self.settings.config_dir),

@@ -15,6 +15,7 @@ from hub.messages import DEFAULT_TIME_WINDOW, TimeWindow
 
 DEFAULT_NATS_PORT = 4222
 DEFAULT_HTTP_PORT = 8000
+ENVIRONMENTS = ("development", "production")
 
 
 class SettingsError(ValueError):
@@ -32,6 +33,18 @@ class Settings:
     which ``/readyz`` reports the intake stalled."""
     nats_max_file_store: str | None = None
     """``HUB_NATS_MAX_FILE_STORE`` (e.g. ``10GB``): the embedded JetStream's disk limit."""
+    env: str = "development"
+    """``HUB_ENV``: ``development`` (the shipped development credentials work, and the banner
+    says which are active) or ``production`` (``hub up`` refuses to start while any is configured;
+    ``ops/production.py``). ``hub up --production`` is the same as ``HUB_ENV=production``."""
+    metrics_token: str | None = None
+    """``HUB_METRICS_TOKEN``: ``/metrics`` then needs ``Authorization: Bearer <token>``."""
+    open311_max_bytes: int = 1024 * 1024
+    """``HUB_OPEN311_MAX_BYTES``: the largest ``POST /open311/v2/requests`` body (default 1 MB)."""
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, store_url: str | None = None) -> Settings:
@@ -50,6 +63,14 @@ class Settings:
             raise SettingsError(
                 f"HUB_NATS_MAX_FILE_STORE {max_store!r}: expected a size such as 10GB, 512MB or 1073741824"
             )
+        env = (os.environ.get("HUB_ENV") or "development").strip().lower()
+        if env not in ENVIRONMENTS:
+            raise SettingsError(f"HUB_ENV {env!r}: expected {' or '.join(ENVIRONMENTS)}")
+        open311_bytes = os.environ.get("HUB_OPEN311_MAX_BYTES", "").strip() or str(1024 * 1024)
+        if not open311_bytes.isdigit() or int(open311_bytes) < 1024:
+            raise SettingsError(
+                f"HUB_OPEN311_MAX_BYTES {open311_bytes!r}: expected a number of bytes, at least 1024"
+            )
         return cls(
             data_dir=data,
             nats_url=os.environ.get("HUB_NATS_URL") or None,
@@ -57,6 +78,9 @@ class Settings:
             config_dir=Path(config).resolve() if config else None,
             stall_s=stall_s,
             nats_max_file_store=max_store,
+            env=env,
+            metrics_token=os.environ.get("HUB_METRICS_TOKEN", "").strip() or None,
+            open311_max_bytes=int(open311_bytes),
         )
 
     @property

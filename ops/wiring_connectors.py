@@ -24,7 +24,8 @@ from connectors import base, registry
 from connectors.open311 import services
 from connectors.publisher import publish_events
 from hub.api.ingest import IngestConfig, SubmitFn, ingest_routes
-from hub.api.open311 import Open311Config, RequestReads, open311_routes
+from hub.api.open311 import DEFAULT_MAX_BYTES, ApiKey, Open311Config, RequestReads, open311_routes
+from ops.open311_keys import load_open311_keys
 from ops.settings import time_window
 
 DEFAULTS = Path(__file__).parent / "defaults"
@@ -84,23 +85,45 @@ def ingest_config(submit: SubmitFn, config_dir: Path | None = None, **limits: An
 
 
 def open311_config(
-    submit: SubmitFn, reads: RequestReads, api_keys: frozenset[str] = frozenset()
+    submit: SubmitFn,
+    reads: RequestReads,
+    api_keys: Mapping[str, ApiKey] | frozenset[str] = frozenset(),
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Open311Config:
-    return Open311Config(services=services(), submit=submit, reads=reads, api_keys=api_keys)
+    return Open311Config(
+        services=services(), submit=submit, reads=reads, api_keys=api_keys, max_bytes=max_bytes
+    )
 
 
 def connector_routes(
-    js: JetStreamContext, reads: RequestReads, config_dir: Path | None = None, **limits: Any
+    js: JetStreamContext,
+    reads: RequestReads,
+    config_dir: Path | None = None,
+    *,
+    open311_keys: Mapping[str, ApiKey] | None = None,
+    open311_max_bytes: int = DEFAULT_MAX_BYTES,
+    **limits: Any,
 ) -> list[Route]:
-    """Every connector route for ``hub up``: ``/ingest/…`` and ``/open311/v2/…``."""
+    """Every connector route for ``hub up``: ``/ingest/…`` and ``/open311/v2/…``. Open311 keys
+    default to ``HUB_CONFIG_DIR/open311_keys.toml`` (none: POST needs no api_key, development)."""
     submit = make_submit(js)
+    keys = load_open311_keys(config_dir) if open311_keys is None else open311_keys
     return [
         *ingest_routes(ingest_config(submit, config_dir, **limits)),
-        *open311_routes(open311_config(submit, reads)),
+        *open311_routes(open311_config(submit, reads, keys, open311_max_bytes)),
     ]
 
 
 def connector_app(
-    js: JetStreamContext, reads: RequestReads, config_dir: Path | None = None, **limits: Any
+    js: JetStreamContext,
+    reads: RequestReads,
+    config_dir: Path | None = None,
+    *,
+    open311_keys: Mapping[str, ApiKey] | None = None,
+    open311_max_bytes: int = DEFAULT_MAX_BYTES,
+    **limits: Any,
 ) -> Starlette:
-    return Starlette(routes=connector_routes(js, reads, config_dir, **limits))
+    routes = connector_routes(
+        js, reads, config_dir, open311_keys=open311_keys, open311_max_bytes=open311_max_bytes, **limits
+    )
+    return Starlette(routes=routes)

@@ -44,7 +44,9 @@ async def serve_worker_endpoints(
         settings, RuntimeOptions(host=host, http_port=port, demo=False), nc=nc, intake=intake
     )
     worker.tasks["intake"] = task
-    app = Starlette(routes=[*health_routes(worker.status), *metrics_routes(worker.samples)])
+    app = Starlette(
+        routes=[*health_routes(worker.status), *metrics_routes(worker.samples, settings.metrics_token)]
+    )
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve(), name="worker-http")
     for _ in range(200):

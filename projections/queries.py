@@ -221,9 +221,11 @@ class DuckDBReadModels(ReadModels):
             "AND ($until::TIMESTAMPTZ IS NULL OR reported_at < $until::TIMESTAMPTZ) "
             "AND ($text::VARCHAR IS NULL OR contains(lower(concat_ws(' ', title, caseref, address)),"
             " lower($text::VARCHAR))) "
+            "AND ($ids::UUID[] IS NULL OR case_id IN (SELECT unnest($ids::UUID[]))) "
             "ORDER BY reported_at DESC, case_id DESC LIMIT $limit",
             scope, now, stage=stage, open=open_only, after_t=after_t, after_id=after_id, limit=limit + 1,
             cat=w.category, overdue=w.overdue, esc=w.escalated, since=w.since, until=w.until, text=w.text,
+            ids=None if w.case_ids is None else [str(i) for i in w.case_ids],
         )  # fmt: skip
         rows = _rows(table, CaseRow)
         more = len(rows) > limit

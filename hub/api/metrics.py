@@ -7,6 +7,7 @@ scrape needs no global registry, no background thread and no extra dependency.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -49,8 +50,22 @@ def render(samples: Iterable[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metrics_routes(samples: SamplesFn) -> list[Route]:
-    async def metrics(_: Request) -> PlainTextResponse:
+def metrics_routes(samples: SamplesFn, token: str | None = None) -> list[Route]:
+    """``GET /metrics``; with ``token`` (``HUB_METRICS_TOKEN``) only for ``Authorization: Bearer
+    <token>`` (Prometheus: ``authorization: {credentials_file: …}``), else 401.
+
+    Why a token at all: the figures name components, queues and dead-letter reasons, which tell an
+    intruder how the hub is built and how busy it is; production mode requires one."""
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        if token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                return PlainTextResponse(
+                    "metrics need Authorization: Bearer <HUB_METRICS_TOKEN>\n",
+                    401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         return PlainTextResponse(render(await samples()), media_type="text/plain; version=0.0.4")
 
     return [Route("/metrics", metrics)]

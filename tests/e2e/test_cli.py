@@ -39,7 +39,7 @@ def test_help_documents_every_command() -> None:
     dlq = run_hub("dlq", "--help").stdout
     assert "list" in dlq and "replay" in dlq
     up = run_hub("up", "--help").stdout
-    for flag in ("--data-dir", "--host", "--http-port", "--nats-port", "--no-demo"):
+    for flag in ("--data-dir", "--host", "--http-port", "--nats-port", "--no-demo", "--production"):
         assert flag in up
 
 
@@ -60,6 +60,33 @@ def test_bad_store_url_is_a_clear_error(tmp_path: Path) -> None:
     assert "unsupported scheme 'mysql'" in result.stderr
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftover.stdout == "", "the embedded nats-server outlived a failed start"
+
+
+def test_up_production_refuses_and_names_each_development_default(tmp_path: Path) -> None:
+    """Issue 15: `hub up --production` (or HUB_ENV=production) with the shipped development
+    credentials refuses to start, names each one, exits 78 (EX_CONFIG) and starts nothing."""
+    env = {"HUB_CONFIG_DIR": "", "HUB_METRICS_TOKEN": "", "HUB_INGEST_TOKENS": "", "HUB_ENV": ""}
+    for how, extra in ((("--production",), {}), ((), {"HUB_ENV": "production"})):
+        data = tmp_path / f"var{len(how)}"
+        result = run_hub("up", "--data-dir", str(data), "--no-demo", *how, env={**env, **extra})
+        assert result.returncode == 78, result.stderr
+        refusal = result.stderr
+        assert "production mode" in refusal and "refuses to start" in refusal, refusal
+        for name in (
+            "dev-screen",
+            "dev-operator",
+            "dev-auditor",
+            "dev-analyst",
+            "dev-police",
+            "dev-citymgmt",
+        ):
+            assert f"{name}," in refusal or f"{name} " in refusal, name  # the API tokens
+        for name in ("police", "citymgmt", "health", "courts", "citizens"):
+            assert f"dev-{name}-token ({name})" in refusal, name  # the ingest tokens, by department
+        assert "dev-hub-token (*)" in refusal
+        assert "Open311" in refusal and "open311_keys.toml" in refusal
+        assert "/metrics" in refusal and "HUB_METRICS_TOKEN" in refusal
+        assert not (data / "nats").exists(), "production mode started something before refusing"
 
 
 @pytest.mark.slow
@@ -86,10 +113,14 @@ def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 180  # a busy machine starts nats, the writer and DuckDB slowly
         banner = ""
-        while "citybrain-hub is up" not in banner:
+        while "citybrain-hub is up" not in banner or "stop: Ctrl-C" not in banner:
             assert time.monotonic() < deadline and hub.poll() is None, banner
             banner += hub.stdout.readline()  # type: ignore[union-attr]
         assert (data / "nats.url").read_text().strip() == f"nats://127.0.0.1:{nats_port}"
+        # development mode says plainly which development credentials are active (issue 15)
+        assert "mode: development" in banner and "DEVELOPMENT CREDENTIALS ACTIVE" in banner, banner
+        assert "dev-operator" in banner and "dev-police-token (police)" in banner, banner
+        assert "Open311 takes new requests WITHOUT an api_key" in banner and "/metrics answers" in banner
 
         events = tmp_path / "events.jsonl"
         lines = [orjson.dumps(e) for e in case_history("CLI-1")]

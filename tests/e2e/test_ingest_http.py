@@ -248,3 +248,63 @@ async def test_open311_endpoints(hub: Hub) -> None:
         # closing the case through the closed loop turns the Open311 status to closed
         cid = m.case_id_for("open311", sr)
     del cid
+
+
+async def test_open311_id_search_on_the_read_model(hub: Hub) -> None:
+    """Issue 15: a search for 100 ids is answered from the real read model (one set-based query,
+    tests/unit/test_open311_limits.py counts it), in the order asked; 101 ids are refused."""
+    base = "/open311/v2"
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    refs = [f"SR-ID-{i:03d}" for i in range(100)]
+    records = [
+        {"service_request_id": ref, "requested_datetime": now, "service_code": "CM-LIGHT",
+         "address_string": f"江东中路{i}号", "description": "路灯不亮"}
+        for i, ref in enumerate(refs)
+    ]  # fmt: skip
+    citizens = {"Authorization": "Bearer dev-citizens-token"}
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as client:
+        pushed = await client.post("/ingest/open311", json=records, headers=citizens)
+        assert pushed.status_code == 202 and pushed.json()["accepted"] == 100, pushed.text
+        wanted = list(reversed(refs))
+
+        async def all_found() -> bool:
+            found = await client.get(f"{base}/requests.json", params={"service_request_id": ",".join(wanted)})
+            return [r["service_request_id"] for r in found.json()] == wanted
+
+        await eventually(all_found)
+        too_many = await client.get(
+            f"{base}/requests.json", params={"service_request_id": ",".join([*refs, "SR-ID-X"])}
+        )
+        assert too_many.status_code == 400 and "at most 100" in too_many.json()[0]["description"]
+        evaluation = await client.post(
+            f"{base}/requests.json", data={"service_request_id": "SR-NONE", "evaluation": "5"}
+        )
+        assert evaluation.status_code == 404 and evaluation.json()[0]["code"] == 404
+
+
+async def test_open311_body_limit_over_a_real_socket(hub: Hub) -> None:
+    """Issue 15: a body over 1 MB is answered 413 while the client is still sending: a declared
+    50 MB body at once, a chunked one at the chunk that passes 1 MB; the rest is never sent."""
+    host, port = hub.url.removeprefix("http://").split(":")
+    path = "/open311/v2/requests.json"
+
+    async def answer(head: bytes, send_body: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(head + send_body)
+            await writer.drain()
+            return await asyncio.wait_for(reader.readline(), 30)  # the status line, body unfinished
+        finally:
+            writer.close()
+
+    declared = (
+        f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    assert b" 413 " in await answer(declared, b"a=" + b"x" * 65536)
+    chunked = (
+        f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+    assert b" 413 " in await answer(chunked, chunk * 17)  # 1.06 MB of a body that never ends
