@@ -80,7 +80,8 @@ def test_a_department_that_returned_the_case_was_still_dispatched_it() -> None:
 
 def test_a_case_referred_or_linked_to_a_department_is_its_concern() -> None:
     case = citymgmt_case()
-    case.link(**kw(1, "citymgmt"), relation="referred_to", target_id=uuid.UUID(int=7), target_department="police")
+    case.link(**kw(1, "citymgmt"), relation="referred_to", target_id=uuid.UUID(int=7),
+              target_department="police")  # fmt: skip
     RULE.check_case(case, "police")
     with pytest.raises(NotPermitted):
         RULE.check_case(case, "courts")
@@ -127,7 +128,8 @@ def test_involvement_is_rebuilt_by_replay() -> None:
     case = citymgmt_case()
     case.register(**kw(1, "citymgmt"))
     case.dispatch(**kw(2, "citymgmt"), departments=["police"])
-    case.link(**kw(3, "citymgmt"), relation="parent_of", target_id=uuid.UUID(int=8), target_department="health")
+    case.link(**kw(3, "citymgmt"), relation="parent_of", target_id=uuid.UUID(int=8),
+              target_department="health")  # fmt: skip
     replayed: Case | None = None
     for event in case.collect_events():
         replayed = event.mutate(replayed)
