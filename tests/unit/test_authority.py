@@ -293,3 +293,17 @@ def test_an_event_is_published_only_as_the_senders_department() -> None:
     command = m.published_as({"department": "command"}, "police")
     assert command is not None and "operator commands" in command
     assert m.published_as({"department": "command"}, "command") is not None  # never through ingest
+
+
+def test_an_operator_command_comes_only_from_the_command_subject() -> None:
+    """On NATS the subject is the authenticated department: a command published on a department's
+    subject is refused before any case sees it (NATS permissions keep city.command.> the hub's)."""
+    command = m.make_event(
+        id="op-x", source="citymgmt-dcm", department="command", kind="case", action="rejected",
+        caseref="C1", actor="operator:dev", time=T0, data={"reason": "x"},
+        caseid=m.case_id_for("citymgmt-dcm", "C1"),
+    )  # fmt: skip
+    raw = orjson.dumps(command)
+    refused = m.validate(raw, CATALOGUE, "city.police.case.rejected")
+    assert isinstance(refused, m.Invalid) and refused.reason is m.Reason.SUBJECT_MISMATCH
+    assert isinstance(m.validate(raw, CATALOGUE, "city.command.case.rejected"), m.Valid)
