@@ -289,9 +289,18 @@ class Connector(ABC):
 
 
 async def submit(
-    connector: Connector, records: Iterable[Any], publish: PublishFn, *, start: int = 0
+    connector: Connector,
+    records: Iterable[Any],
+    publish: PublishFn,
+    *,
+    start: int = 0,
+    department: str | None = None,
 ) -> list[RecordResult]:
     """Map, validate and publish records; one :class:`RecordResult` per record, in input order.
+
+    ``department``: the authenticated sender's (HTTP ingest: the token's); a record any of whose
+    events would be published as another department is rejected ``not_permitted``, none of its
+    events published (:func:`hub.messages.published_as`).
 
     A record is ``accepted`` when at least one of its events is new, ``duplicate`` when all of
     them were already in the stream, ``rejected`` when it could not be mapped or any event was
@@ -303,6 +312,11 @@ async def submit(
     for index, record in enumerate(records, start):
         try:
             mapped = connector.map_checked(record)
+            if department is not None:
+                for event in mapped:
+                    problem = m.published_as(event, department)
+                    if problem is not None:
+                        raise RecordError("department", f"{m.Reason.NOT_PERMITTED.value}: {problem}")
         except RecordError as exc:
             results[index] = RecordResult(index, "rejected", error=str(exc), field=exc.field)
             continue

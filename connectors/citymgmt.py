@@ -85,7 +85,7 @@ class CityMgmtConnector(base.Connector):
         note = base.text(r, "note", required=False)
         operator = base.text(r, "operator", required=False)
         supervisor = base.text(r, "supervisor", required=False)
-        actor = f"operator:{operator}" if operator else "center:dcm"
+        actor = f"clerk:{operator}" if operator else "center:dcm"  # 操作员 (operator:… is the hub's)
         key = stage if stage in ONCE else f"{stage}@{at.isoformat()}"
         data: dict[str, Any]
         if stage == "report":

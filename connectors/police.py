@@ -89,7 +89,7 @@ class PoliceConnector(base.Connector):
             level = base.text(r, "level", required=False) or "3"
             if level not in base.PRIORITY_BY_LEVEL:
                 raise RecordError("level", f"警情级别 must be 1–4, got {level!r}")
-            actor = f"operator:{base.text(r, 'operator', required=False) or '110'}"
+            actor = f"calltaker:{base.text(r, 'operator', required=False) or '110'}"  # 接警员
             data = {
                 "category": category,
                 "title": summary[:60],

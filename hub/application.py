@@ -49,8 +49,10 @@ from hub.domain import (
     CONCLUDED_STAGES,
     INVERSE,
     AlreadyDone,
+    Authority,
     Case,
     CaseRefused,
+    NotPermitted,
     Part,
     Stage,
     UnknownCategory,
@@ -66,6 +68,8 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"  # the case already holds this event id, or the step it reports (no-op)
     REFUSED = "refused"  # the case's stage does not allow it (maybe not yet: retry, then dead-letter)
     NOT_FOUND = "not_found"  # no such case (yet: its report may still be on the way)
+    NOT_PERMITTED = "not_permitted"  # a department acting beyond its cases, for good: dead-lettered at once
+    NOT_PERMITTED_YET = "not_permitted_yet"  # not its case (yet: a dispatch may be on the way): retried
     FAILED = "failed"  # deciding or mapping this one event raised: it is dead-lettered, never retried
 
 
@@ -179,6 +183,8 @@ class CaseLedger(Application[UUID]):
             domain = load_domain(Path(config_dir) if config_dir else None)
         self.domain = domain
         self.catalogue = m.Catalogue.of({d.code: d.kinds for d in domain.departments.values()})
+        self.authority = Authority(command=m.COMMAND_DEPARTMENT)
+        """Who may act on which case (hub.domain.authority): refusals become ``not_permitted``."""
         self._deadlines: dict[tuple[str, str, str, str], CaseDeadlines] = {}
         self._watch_position = 0
         self._watch_due: dict[UUID, datetime] = {}
@@ -440,6 +446,7 @@ class CaseLedger(Application[UUID]):
         touched: dict[UUID, Case] = {}
         outcomes: list[Outcome] = []
         grids = self._resolve_grids(items)
+        authority, command = self.authority, m.COMMAND_DEPARTMENT
         for index, valid in enumerate(items):
             env = valid.envelope
             case_id = valid.case_id
@@ -451,7 +458,11 @@ class CaseLedger(Application[UUID]):
                 if case is None:
                     # Optimistically new: a case that existed after all makes the save conflict.
                     try:
+                        if env.department != command:
+                            authority.check_identity(env.department, env.actor, env.actorrole)
                         touched[case_id] = self._report(valid, grids.get(index))
+                    except NotPermitted as exc:
+                        outcomes.append(_not_permitted(case_id, exc))
                     except (CaseRefused, UnknownCategory) as exc:
                         outcomes.append(Outcome(Verdict.REFUSED, case_id, str(exc)))
                     else:
@@ -483,7 +494,11 @@ class CaseLedger(Application[UUID]):
                 outcomes.append(Outcome(Verdict.DUPLICATE, case_id))
             else:
                 try:
+                    if env.department != command:
+                        self._authorise(case, valid)
                     self._command(case, valid, action, touched, trust_cache)
+                except NotPermitted as exc:
+                    outcomes.append(_not_permitted(case_id, exc))
                 except AlreadyDone as exc:  # the step happened already (another source, a stale 督办)
                     outcomes.append(Outcome(Verdict.DUPLICATE, case_id, str(exc)))
                 except CaseRefused as exc:
@@ -493,6 +508,14 @@ class CaseLedger(Application[UUID]):
                 else:
                     outcomes.append(Outcome(Verdict.APPLIED, case_id))
         return outcomes, touched
+
+    def _authorise(self, case: Case, valid: m.Valid) -> None:
+        """A department's event on an existing case: its identity, its right to this case, and the
+        department it acts as (``data.department`` of 签收, 退回, 处置反馈). Raises NotPermitted."""
+        env = valid.envelope
+        self.authority.check_identity(env.department, env.actor, env.actorrole)
+        acting_for = getattr(valid.payload, "department", None)
+        self.authority.check_case(case, env.department, acting_for)
 
     # ------------------------------------------------------------------ closed-loop policies
     def deadlines_for(self, department: str, kind: str, category: str, priority: str) -> CaseDeadlines:
@@ -623,6 +646,8 @@ class CaseLedger(Application[UUID]):
         assert isinstance(p, m.Linked)
         target_id = p.target.resolve()
         target = self._case_for(target_id, touched, trust_cache) if target_id != case.id else None
+        if target is not None:
+            self.authority.check_link_target(target, env.department)  # before this case changes
         if target is None and target_id != case.id:
             # Check everything needed to open it before changing this case.
             if not (p.target.source and p.target.caseref):
@@ -817,6 +842,13 @@ the events: poison arrives mixed with good records, and several poisons alone in
 rare, while a broken key or mapper fails every event of every batch. Below it (a quiet period's
 small batches) each failing event is dead-lettered (``hub dlq replay --reason store_failed`` once
 the cause is fixed), so a batch of only poison can never be redelivered forever."""
+
+
+def _not_permitted(case_id: UUID, refusal: NotPermitted) -> Outcome:
+    """The outcome of a :class:`NotPermitted` refusal: dead-lettered ``not_permitted`` at once when
+    final, else retried first (the dispatch or link that permits it may still be on its way)."""
+    verdict = Verdict.NOT_PERMITTED if refusal.final else Verdict.NOT_PERMITTED_YET
+    return Outcome(verdict, case_id, str(refusal), refusal.field)
 
 
 def is_infrastructure(exc: BaseException) -> bool:

@@ -326,6 +326,14 @@ class _Letter:
     detail: str
 
 
+_LATE_REASONS: dict[Verdict, tuple[m.Reason, str]] = {
+    Verdict.NOT_FOUND: (m.Reason.NOT_FOUND, "caseref"),
+    Verdict.NOT_PERMITTED_YET: (m.Reason.NOT_PERMITTED, "department"),
+}
+"""What an event its case could not take *yet* is dead-lettered as once its retries ran out, and
+the field named when the outcome names none (the rest: ``refused``, at ``type``)."""
+
+
 GC_THRESHOLDS = (50_000, 20, 100)
 """Cyclic-GC thresholds of an intake process (defaults 700, 10, 10)."""
 
@@ -642,15 +650,18 @@ class Intake:
                 # Isolated by the store writer: this event alone fails whenever it is decided, so
                 # retrying cannot help; its neighbours are recorded (CaseLedger.stage_isolating).
                 letters.append(_Letter(msg, m.Reason.STORE_FAILED, outcome.field, outcome.detail))
+            elif verdict is Verdict.NOT_PERMITTED:
+                # A department acting as someone it is not (hub.domain.authority): never permitted,
+                # so not retried; the case recorded nothing, the batch's other events are stored.
+                letters.append(_Letter(msg, m.Reason.NOT_PERMITTED, outcome.field, outcome.detail))
             else:
                 attempt = msg.metadata.num_delivered
                 if attempt <= len(delays):
                     retries.append((msg, delays[attempt - 1]))
                 else:
-                    reason = m.Reason.NOT_FOUND if verdict is Verdict.NOT_FOUND else m.Reason.REFUSED
-                    field = "caseref" if reason is m.Reason.NOT_FOUND else "type"
+                    reason, field = _LATE_REASONS.get(verdict, (m.Reason.REFUSED, "type"))
                     detail = f"{outcome.detail} (after {attempt} attempts)"
-                    letters.append(_Letter(msg, reason, field, detail))
+                    letters.append(_Letter(msg, reason, outcome.field or field, detail))
 
         if outcomes and self.on_committed is not None:
             self.on_committed()

@@ -430,6 +430,8 @@ class Reason(StrEnum):
     INVALID_ENCODING = "invalid_encoding"
     TIME_WINDOW = "time_window"
     STORE_FAILED = "store_failed"  # the store writer could not decide or map this one event
+    # issue 15: a department acting on a case that is not its own (or as someone it is not).
+    NOT_PERMITTED = "not_permitted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -962,6 +964,26 @@ def _key_tails(case_id: uuid.UUID) -> tuple[str, str]:
     cases active in the last minutes (≈ 200 bytes each); a miss costs ≈ 2 µs."""
     key = case_key(case_id)
     return str(partition_of(key)), key
+
+
+def published_as(event: Mapping[str, Any], department: str) -> str | None:
+    """Why ``event`` may not be published by ``department`` (HTTP ingest: the token's), or None.
+
+    Why at the edge: the hub publishes what HTTP ingest maps with its own NATS identity, so the
+    subject no longer proves who sent it; the token does. An event must carry the token's
+    department (``department``), and never the command centre's (operator commands arrive only
+    through the API, with the operator's identity). Whether that department may act on the case it
+    names is decided later, by the case (``not_permitted`` dead letters, hub.domain.authority).
+    """
+    claimed = event.get("department")
+    if claimed == department and department != COMMAND_DEPARTMENT:
+        return None
+    if claimed == COMMAND_DEPARTMENT:
+        return (
+            f"a {department} token may not publish operator commands (department "
+            f"{COMMAND_DEPARTMENT!r}); they arrive only through the API with the operator's identity"
+        )
+    return f"a {department} token may publish only as {department}, but the event says department {claimed!r}"
 
 
 def dlq_subject_for(subject: str) -> str:

@@ -46,10 +46,12 @@ def make_submit(js: JetStreamContext, mappings: Mapping[str, Path] | None = None
     async def publish(events: Sequence[dict[str, Any]]) -> Sequence[Any]:
         return await publish_events(js, events)
 
-    async def submit(name: str, records: Sequence[Any]) -> Sequence[Mapping[str, Any]]:
+    async def submit(
+        name: str, records: Sequence[Any], /, *, department: str | None = None
+    ) -> Sequence[Mapping[str, Any]]:
         if name not in cache:
             cache[name] = registry.build(name, (mappings or {}).get(name), window)
-        results = await base.submit(cache[name], records, publish)
+        results = await base.submit(cache[name], records, publish, department=department)
         return [r.as_json() | {"error": r.error, "field": r.field} for r in results]
 
     return submit

@@ -2,7 +2,11 @@
 
 Body: a JSON array of native records (``application/json``) or one record per line
 (``application/x-ndjson``). Auth: ``Authorization: Bearer <token>``; each token belongs to one
-department (部门令牌, from configuration) and may only push through that department's connectors.
+department (部门令牌, from configuration) and may only push through that department's connectors, and every
+event a record becomes must be the token's department's (:func:`hub.messages.published_as`: not
+another department's, never an operator command), else the record is rejected ``not_permitted``;
+whether that department may act on the case it names is the case's to decide (the intake
+dead-letters ``not_permitted``, hub.domain.authority).
 Answer: ``202 Accepted`` with one result per record (index, event id, status accepted / duplicate /
 rejected, and for a rejection the error naming the record's own field). 202, not 200, because
 "accepted" means durably in the JetStream stream; the case is updated by the intake moments later.
@@ -23,7 +27,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
@@ -33,8 +37,16 @@ from starlette.routing import Route
 
 from hub import messages as m
 
-SubmitFn = Callable[[str, Sequence[Any]], Awaitable[Sequence[Mapping[str, Any]]]]
-"""``submit(connector_name, records)`` → one result dict per record: index, status, event_id, error, field."""
+
+class SubmitFn(Protocol):
+    """``submit(connector_name, records, department=…)`` → one result dict per record: index,
+    status, event_id, error, field. ``department``, when given, is the authenticated sender's: a
+    record whose events are published as anyone else is rejected (``not_permitted``), unpublished."""
+
+    def __call__(
+        self, connector: str, records: Sequence[Any], /, *, department: str | None = None
+    ) -> Awaitable[Sequence[Mapping[str, Any]]]: ...
+
 
 ADMIN = "*"
 """A token whose department is ``*`` may push through every connector (the hub's own tools)."""
@@ -184,7 +196,9 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
                 raise _Problem(
                     404, f"unknown connector {connector!r}; known: {', '.join(sorted(cfg.connectors))}"
                 )
-            _authorise(request, cfg, connector)
+            department = _authorise(request, cfg, connector)
+            if department == ADMIN:  # the hub's own tools: as the connector's department
+                department = cfg.connectors[connector]
             records = _parse(await _body(request, cfg.max_bytes), request.headers.get("content-type", ""))
             if len(records) > cfg.max_records:
                 raise _Problem(
@@ -194,7 +208,8 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
             return _problem(exc)
         bad = {i: r for i, r in enumerate(records) if isinstance(r, _BadRecord)}
         try:
-            results = await _submit(cfg, connector, [None if i in bad else r for i, r in enumerate(records)])
+            records = [None if i in bad else r for i, r in enumerate(records)]
+            results = await _submit(cfg, connector, records, department)
         except _Problem as exc:
             return _problem(exc)
         out = []
@@ -228,7 +243,9 @@ def ingest_routes(cfg: IngestConfig) -> list[Route]:
     ]
 
 
-async def _submit(cfg: IngestConfig, connector: str, records: list[Any]) -> list[Mapping[str, Any]]:
+async def _submit(
+    cfg: IngestConfig, connector: str, records: list[Any], department: str
+) -> list[Mapping[str, Any]]:
     """Publish the records, but answer 503 as soon as the hub learns that JetStream cannot store
     them (or after ``cfg.submit_timeout_s``), instead of holding the request through every retry
     of every record: the sender retries the whole request, and the event ids make that safe."""
@@ -237,7 +254,7 @@ async def _submit(cfg: IngestConfig, connector: str, records: list[Any]) -> list
         raise _Problem(
             503, f"cannot store records now: {reason}; retry later", {"Retry-After": RETRY_AFTER_S}
         )
-    task = asyncio.ensure_future(cfg.submit(connector, records))
+    task = asyncio.ensure_future(cfg.submit(connector, records, department=department))
     deadline = asyncio.get_running_loop().time() + cfg.submit_timeout_s
     try:
         while True:

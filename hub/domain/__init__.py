@@ -1,6 +1,7 @@
 """The domain core (领域核心): pure Python, no I/O; the standard library and ``eventsourcing.domain`` only."""
 
 from hub.domain.audit import AccessRecord
+from hub.domain.authority import RESERVED_ROLES, Authority, NotPermitted
 from hub.domain.calendar import CalendarError, WorkingCalendar
 from hub.domain.case import (
     ALLOWED,
@@ -25,9 +26,11 @@ __all__ = [
     "CONCLUDED_STAGES",
     "INVERSE",
     "OPEN_STAGES",
+    "RESERVED_ROLES",
     "WAITING_RELATIONS",
     "AccessRecord",
     "AlreadyDone",
+    "Authority",
     "Basis",
     "CalendarError",
     "Case",
@@ -39,6 +42,7 @@ __all__ = [
     "GridError",
     "GridTree",
     "Level",
+    "NotPermitted",
     "Part",
     "ResponsibilityList",
     "Route",

@@ -234,6 +234,7 @@ class Case(Aggregate):
             case.due = self.due
             for dept in self.departments:
                 case.parts.setdefault(dept, Part.DISPATCHED)
+            case.involved.update(self.departments)
             case.dispatched_at = case.dispatched_at or self.at
             case._settle()
 
@@ -358,6 +359,8 @@ class Case(Aggregate):
 
         def update(self, case: Case) -> None:
             case.links.append((self.relation, self.target_id, self.target_department))
+            if self.target_department:
+                case.involved.add(self.target_department)
             if self.relation in WAITING_RELATIONS:
                 case.awaiting[self.target_id] = self.relation
 
@@ -412,6 +415,11 @@ class Case(Aggregate):
         self.verified_at: datetime | None = None
         self.closed_at: datetime | None = None
         self.parts: dict[str, Part] = {}
+        self.involved: set[str] = set()
+        """Every department the case was ever dispatched (派遣), referred (转介) or linked (关联) to:
+        besides its origin department, the ones that may act on it (:mod:`hub.domain.authority`).
+        Kept when a department returns the case (退回): it was dispatched, its late records still
+        concern this case. Derived from the events, so replay rebuilds it."""
         self.returns = 0
         self.reworks = 0
         self.escalations = 0
@@ -481,6 +489,11 @@ class Case(Aggregate):
 
     def has_applied(self, event_id: str) -> bool:
         return event_id in self.applied
+
+    def concerns(self, department: str) -> bool:
+        """Is ``department`` the case's origin (it reported or was opened for it) or one it was
+        dispatched, referred or linked to? Only those may act on the case (数据权限)."""
+        return department == self.origin_department or department in self.involved
 
     def allowed_commands(self) -> tuple[str, ...]:
         if self.is_suspended:
