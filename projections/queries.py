@@ -13,6 +13,7 @@ import base64
 import functools
 import threading
 import time as _time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -123,6 +124,7 @@ class DuckDBReadModels(ReadModels):
         self._lock = threading.Lock()
         self._local = threading.local()
         self.fixed_now = fixed_now  # a snapshot's own moment: the default ``now`` of its queries
+        self.rewinds: RewindCache | None = None  # the shared as-of snapshots (``rewind``), once asked for
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -452,6 +454,81 @@ class DuckDBReadModels(ReadModels):
     def as_of(self, *, position: int | None = None, time: datetime | None = None) -> Snapshot:
         """The read models as they stood after ``position`` or at recorded ``time`` (never writes)."""
         return Snapshot.build(self._cursor_factory, position=position, time=time)
+
+    def position_at(self, time: datetime) -> int:
+        """The position of the log as it stood at recorded ``time`` (the longest prefix recorded by then)."""
+        with self._cur() as cur:
+            row = cur.execute(_POSITION_AT, {"t": time}).fetchone()
+        return int(row[0]) if row else 0
+
+    def rewind(self, *, position: int | None = None, time: datetime | None = None) -> DuckDBReadModels:
+        """A shared, cached as-of view (the API's ``asOf``): do not close it.
+
+        Why shared: building a snapshot re-derives every case up to the position (hundreds of ms
+        to seconds); eight screens rewinding to "an hour ago" a few seconds apart land on one
+        position, so the snapshot is kept per position (a few, least recently used first out)
+        and built by one thread at a time — a rewind never takes more than one builder's worth of
+        the machine from the live screen (issue 15). A ``time`` is first resolved to its position
+        (one cheap query); the view answers with ``now`` = that time.
+        """
+        with self._lock:
+            if self.rewinds is None:
+                self.rewinds = RewindCache(self)
+        return self.rewinds.get(position=position, time=time)
+
+
+_POSITION_AT = (
+    "SELECT coalesce((SELECT min(seq) - 1 FROM events WHERE recorded_at > $t),"
+    " (SELECT max(seq) FROM events), 0)"
+)
+
+
+class RewindCache:
+    """Snapshots per position, shared by every caller, LRU, built one at a time (single flight)."""
+
+    def __init__(self, live: DuckDBReadModels, size: int = 4) -> None:
+        self.live = live
+        self.size = size
+        self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        self._lock = threading.Lock()
+        self._build = threading.Lock()
+        self.built = 0
+        """Snapshots built so far (the rest were served from the cache)."""
+
+    def get(self, *, position: int | None = None, time: datetime | None = None) -> DuckDBReadModels:
+        if (position is None) == (time is None):
+            raise ValueError("rewind needs exactly one of position= or time=")
+        n = int(position) if position is not None else self.live.position_at(time)  # type: ignore[arg-type]
+        snap = self._cached(n)
+        if snap is None:
+            with self._build:  # one builder at a time; a waiter finds the snapshot built for it
+                snap = self._cached(n)
+                if snap is None:
+                    snap = Snapshot.build(self.live._cursor_factory, position=n)
+                    self.built += 1
+                    self._keep(n, snap)
+        if time is None:
+            return snap
+        moment = DuckDBReadModels(lambda: snap._snapshot_cur, lambda: n, shared_cursor=True, fixed_now=time)
+        moment._lock = snap._lock  # the same cursor: the same lock
+        return moment
+
+    def _cached(self, n: int) -> Snapshot | None:
+        with self._lock:
+            snap = self._snapshots.get(n)
+            if snap is not None:
+                self._snapshots.move_to_end(n)
+            return snap
+
+    def _keep(self, n: int, snap: Snapshot) -> None:
+        with self._lock:
+            self._snapshots[n] = snap
+            evicted = []
+            while len(self._snapshots) > self.size:
+                evicted.append(self._snapshots.popitem(last=False)[1])
+        for old in evicted:
+            with old._lock:  # after a query still running on it
+                old.close()
 
 
 class Snapshot(DuckDBReadModels):
