@@ -25,6 +25,7 @@ BENCHMARKS = [
     "bench_projections",
     "bench_connectors",
     "bench_graphql",
+    "bench_rewind",  # the live overview's p99 while eight screens rewind (issue 15)
     "bench_audit",
     "soak",  # last: 10 minutes at a steady rate (HUB_SOAK_MINUTES, or `make soak MINUTES=…`)
 ]

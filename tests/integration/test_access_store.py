@@ -9,6 +9,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from hub.audit import AccessLog, open_access_store, read_access
@@ -67,3 +68,23 @@ def test_records_are_batched_merged_per_request_and_kept_out_of_the_event_store(
     ]  # fmt: skip
     result = runner.invoke(app, ["audit", "access", str(b), "--store-url", store_url, "--json", "--no-old"])
     assert [r["operation"] for r in orjson.loads(result.output)] == ["List", "Card"]
+
+
+def test_an_export_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from projections import ProjectionService
+    from tests.projection_history import random_city
+
+    monkeypatch.delenv("HUB_STORE_URL", raising=False)
+    data = tmp_path / "var"
+    ledger = build_ledger(f"sqlite:///{data / 'events.sqlite'}")
+    random_city(ledger, seed=2, n_cases=5, n_steps=20)
+    service = ProjectionService(data / "views.duckdb", ledger.recorder)
+    service.catch_up()
+    service.close()
+    result = CliRunner().invoke(app, ["export", "parquet", str(tmp_path / "out"), "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    (record,) = open_access_store(ledger.env).read()
+    assert record.operation == "hub export parquet" and record.role == "cli"
+    assert record.fields == ("timeline.actor", "timeline.note") and record.principal.startswith("os:")
+    assert "events" in record.scope and str((tmp_path / "out").resolve()) in record.scope
+    ledger.close()

@@ -100,6 +100,10 @@ async def test_the_schema_refuses_an_oversized_document_unparsed(
     schema = build_schema(ctx.limits)
     result = await schema.execute("{ departments { code } }" + " " * 2000, context_value={"api": ctx})
     assert result.errors and result.errors[0].extensions["code"] == "QUERY_TOO_LARGE"  # type: ignore[index]
+    big_subscription = "subscription Big { overviewChanged { position } }" + " " * 2000
+    stream = await schema.stream(big_subscription, context_value={"api": ctx}, operation_name="Big")
+    first = [r async for r in stream]  # what graphql-transport-ws sends: one error, no execution
+    assert len(first) == 1 and first[0].errors[0].extensions["code"] == "QUERY_TOO_LARGE"  # type: ignore[union-attr,index]
     assert parses == []
 
 
@@ -163,3 +167,37 @@ async def test_as_of_counts_in_the_cost_limit(client: tuple[httpx.AsyncClient, A
     tight = type("Tight", (CostLimiter,), {"limits": Limits(max_cost=5_000)})()
     assert tight.check(doc.definitions, {"p": 3})[0].extensions["code"] == "COST_LIMIT"  # type: ignore[index]
     assert tight.check(doc.definitions, {"p": None}) == []
+
+
+def test_rewinds_are_shared_per_position_and_the_build_queue_is_bounded(service: ProjectionService) -> None:
+    import threading
+
+    from projections.queries import RewindBusy, RewindCache
+
+    views = service.views
+    position = views.position()
+    cache = RewindCache(views, size=2, max_waiting=1)
+    release = threading.Event()
+    build = cache._build
+
+    def held(n: int) -> Any:
+        release.wait(30)
+        return build(n)
+
+    cache._build = held  # type: ignore[method-assign]
+    first = cache.get(position=10)
+    again = cache.get(position=10)  # the same position: waits for the same build
+    with pytest.raises(RewindBusy, match="1 rewinds are waiting"):
+        cache.get(position=20)
+    release.set()
+    assert first.result(30) is again.result(30) and cache.built == 1
+    assert first.result().position() == 10
+    # a time resolves to its position: the moment shares the snapshot of that position
+    stamp = views.arrow("SELECT recorded_at FROM events WHERE seq = 30").to_pylist()[0]["recorded_at"]
+    at = views.position_at(stamp)
+    assert cache.get(position=at).result(30).position() == at and cache.built == 2
+    moment = cache.get(time=stamp).result(30)
+    assert moment.position() == at and moment.fixed_now == stamp  # type: ignore[attr-defined]
+    assert cache.built == 2  # the moment shares the snapshot of its position
+    assert cache.get(position=position).result(30).position() == position and cache.built == 3
+    cache.close()

@@ -95,16 +95,33 @@ class ApiContext:
                 self._cache.popitem(last=False)
         return value
 
+    async def rewound(self, as_of: datetime | None, as_of_position: int | None) -> ReadModels:
+        """The live read models, or the past: awaited, so a build in progress holds no worker thread.
+
+        Read models that share snapshots per position (``rewind_future``, projections.queries:
+        built one at a time by a low-priority builder) are awaited; others are built in a worker
+        thread by :meth:`at`.
+        """
+        if as_of is None and as_of_position is None:
+            return self.views
+        if as_of is not None and as_of_position is not None:
+            raise GraphQLError("give asOf or asOfPosition, not both", extensions={"code": "BAD_USER_INPUT"})
+        rewind = getattr(self.views, "rewind_future", None)
+        if rewind is None:
+            return await run(self.at, as_of, as_of_position)
+        try:
+            pending = await run(lambda: rewind(position=as_of_position, time=as_of))
+        except RuntimeError as exc:  # RewindBusy: the builder's queue is full
+            raise GraphQLError(str(exc), extensions={"code": "REWIND_BUSY", "retry_after_s": 10}) from exc
+        shared: ReadModels = await asyncio.wrap_future(pending)
+        return shared
+
     def at(self, as_of: datetime | None, as_of_position: int | None) -> ReadModels:
         """The live read models, or a snapshot (kept for reuse: building one replays the prefix)."""
         if as_of is None and as_of_position is None:
             return self.views
         if as_of is not None and as_of_position is not None:
             raise GraphQLError("give asOf or asOfPosition, not both", extensions={"code": "BAD_USER_INPUT"})
-        rewind = getattr(self.views, "rewind", None)
-        if rewind is not None:  # shared per position, built one at a time (projections.queries)
-            shared: ReadModels = rewind(position=as_of_position, time=as_of)
-            return shared
         key = ("pos", as_of_position) if as_of_position is not None else ("time", as_of)
         with self._lock:
             snap = self._snapshots.get(key)

@@ -27,6 +27,7 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
+    parse,
 )
 from hub.api.graphql.context import Limits, caller_of
 
@@ -136,11 +137,21 @@ class DocumentSizeLimiter(SchemaExtension):
     limits = Limits()
 
     def on_operation(self) -> Iterator[None]:
-        query = self.execution_context.query or ""
+        ctx = self.execution_context
+        query = ctx.query or ""
         size = len(query.encode("utf-8", "surrogatepass")) if len(query) * 4 > self.limits.max_bytes else 0
         if size > self.limits.max_bytes:
-            raise too_large(size, self.limits.max_bytes)
+            # strawberry parses only when no document is set, and answers pre-execution errors as
+            # such on every transport (raising here would end a WebSocket operation without an
+            # answer): a stand-in document, the error, and the text is never parsed
+            ctx.graphql_document = _STAND_IN
+            ctx._provided_operation_name = None  # (strawberry 0.341) the stand-in is anonymous
+            ctx.pre_execution_errors = [too_large(size, self.limits.max_bytes)]
         yield
+
+
+_STAND_IN = parse("query { __typename }")
+"""The document put in place of one refused for its size (never executed: it carries the error)."""
 
 
 def too_large(size: int, max_bytes: int, *, body: bool = False) -> GraphQLError:

@@ -126,7 +126,7 @@ async def _views(info: Info, who: Principal, as_of: datetime | None, as_of_posit
                 f"(history:read roles are not limited)",
                 retry_after_s=math.ceil(wait), limit_per_minute=per,
             )  # fmt: skip
-    return await run(ctx.at, as_of, as_of_position)
+    return await ctx.rewound(as_of, as_of_position)
 
 
 def _indicators(rows: object) -> list[Indicator]:

@@ -139,7 +139,7 @@ class Case:
     @strawberry.field(description="完整时间线: every event of the case, oldest first")
     async def timeline(self, info: Info) -> list[TimelineEvent]:
         who = caller(info)
-        views = await run(_views, info, self._as_of)
+        views = await _views(info, self._as_of)
         rows = await run(views.timeline, to_uuid(self.id))
         if who.can(auth.PERSONAL) and rows:
             record_access(info, who, self.id, timeline_fields(info, rows))
@@ -147,7 +147,7 @@ class Case:
 
     @strawberry.field(description="关联案件 in other departments (both directions)")
     async def links(self, info: Info) -> list[CaseLink]:
-        views = await run(_views, info, self._as_of)
+        views = await _views(info, self._as_of)
         rows = await run(views.links, to_uuid(self.id))
         return [link_of(r, self._as_of) for r in rows]
 
@@ -163,7 +163,7 @@ class CaseLink:
     @strawberry.field(description="the linked case, null when this role may not see it")
     async def target(self, info: Info) -> Case | None:
         who = caller(info)
-        views = await run(_views, info, self._as_of)
+        views = await _views(info, self._as_of)
         row = await run(views.case, to_uuid(self.target_id))
         if row is None or not who.can_see_case(row.origin_department, row.responsible_departments):
             return None
@@ -278,8 +278,8 @@ def to_uuid(value: object) -> uuid.UUID:
         raise GraphQLError(message, extensions={"code": "BAD_USER_INPUT"}) from exc
 
 
-def _views(info: Info, as_of: int | None) -> ReadModels:
-    return api(info).at(None, as_of)
+async def _views(info: Info, as_of: int | None) -> ReadModels:
+    return await api(info).rewound(None, as_of)
 
 
 def case_of(row: CaseRow, as_of: int | None = None) -> Case:
