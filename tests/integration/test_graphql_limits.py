@@ -134,7 +134,9 @@ async def test_as_of_is_limited_per_role_and_rate_limited_per_token(
     for p in (10, 20, 30):  # screens may rewind the overview: 3 a minute in this test
         answer = (await _post(http, OVERVIEW, "dev-screen", p=p)).json()
         assert answer["data"]["overview"]["position"] == p, answer
-    limited = (await _post(http, OVERVIEW, "dev-screen", p=40)).json()
+    refused = await _post(http, OVERVIEW, "dev-screen", p=40)
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+    limited = refused.json()
     error = limited["errors"][0]
     assert error["extensions"]["code"] == "RATE_LIMITED" and 0 < error["extensions"]["retry_after_s"] <= 60
     assert "3 times a minute" in error["message"]

@@ -120,6 +120,7 @@ async def _views(info: Info, who: Principal, as_of: datetime | None, as_of_posit
         wait = ctx.rewinds.take((who.role, who.actor))
         if wait is not None:
             per = ctx.limits.rewinds_per_minute
+            _too_many(info, math.ceil(wait))
             raise error(
                 "RATE_LIMITED",
                 f"role {who.role} may rewind (asOf) {per} times a minute; retry in {math.ceil(wait)} s "
@@ -127,6 +128,14 @@ async def _views(info: Info, who: Principal, as_of: datetime | None, as_of_posit
                 retry_after_s=math.ceil(wait), limit_per_minute=per,
             )  # fmt: skip
     return await ctx.rewound(as_of, as_of_position)
+
+
+def _too_many(info: Info, retry_after_s: int) -> None:
+    """HTTP 429 with Retry-After for a refused rewind (WebSocket answers carry the error alone)."""
+    response = info.context.get("response")
+    if response is not None and hasattr(response, "status_code") and hasattr(response, "headers"):
+        response.status_code = 429
+        response.headers["Retry-After"] = str(retry_after_s)
 
 
 def _indicators(rows: object) -> list[Indicator]:
