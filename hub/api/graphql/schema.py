@@ -108,8 +108,9 @@ async def _views(info: Info, who: Principal, as_of: datetime | None, as_of_posit
 
     Roles without ``history:read`` (screen, operator) may rewind the overview only, at most
     ``limits.rewinds_per_minute`` times per token; case rows and timelines of the past need
-    ``history:read`` (auditor, analyst, a department on its own cases). The snapshot is built in a
-    worker thread (one at a time, shared per position: ``ApiContext.at``), never on the event loop.
+    ``history:read`` (auditor, analyst, a department on its own cases). The snapshot is shared per
+    position and built by the read side's low-priority builder, awaited (``ApiContext.rewound``),
+    never on the event loop.
     """
     ctx = api(info)
     if as_of is None and as_of_position is None:
