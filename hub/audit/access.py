@@ -137,6 +137,16 @@ class _SqlAccessStore:
             f"CREATE INDEX IF NOT EXISTS {self.cases}_by_record ON {self.cases} (record_id)",
         ]
 
+    def _create(self, statements: list[str]) -> None:
+        con = self._connect()
+        try:
+            cur = con.cursor()
+            for statement in statements:
+                cur.execute(statement)
+            con.commit()
+        finally:
+            con.close()
+
     def _insert_record(self, cur: Any, row: tuple[Any, ...]) -> int:
         p = ", ".join([self.placeholder] * len(row))
         cur.execute(
@@ -216,14 +226,7 @@ class SQLiteAccessStore(_SqlAccessStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect()
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            for statement in self._ddl():
-                con.execute(statement)
-            con.commit()
-        finally:
-            con.close()
+        self._create(["PRAGMA journal_mode=WAL", *self._ddl()])
 
     def _connect(self) -> Any:
         return sqlite3.connect(self.path, timeout=30)
@@ -240,17 +243,11 @@ class PostgresAccessStore(_SqlAccessStore):
         if schema:
             self.records = f'"{schema}".hub_access_records'
             self.cases = f'"{schema}".hub_access_cases'
-        con = self._connect()
-        try:
-            with con.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(15015015)")  # replicas starting at once
-                for statement in self._ddl():
-                    if statement.startswith("CREATE INDEX"):  # index names are unqualified
-                        statement = statement.replace(f"{self.cases}_by", "hub_access_cases_by", 1)
-                    cur.execute(statement)
-            con.commit()
-        finally:
-            con.close()
+        ddl = [  # index names are unqualified (they live in the table's schema)
+            d.replace(f"{self.cases}_by", "hub_access_cases_by", 1) if d.startswith("CREATE INDEX") else d
+            for d in self._ddl()
+        ]
+        self._create(["SELECT pg_advisory_xact_lock(15015015)", *ddl])  # replicas starting at once
 
     def _connect(self) -> Any:
         import psycopg
