@@ -25,6 +25,7 @@ BENCHMARKS = [
     "bench_projections",
     "bench_connectors",
     "bench_graphql",
+    "bench_rewind",  # the live overview's p99 while eight screens rewind (issue 15)
     "bench_audit",
     "bench_open311",  # Open311 id search: one set-based query vs the per-id loop (issue 15)
     "soak",  # last: 10 minutes at a steady rate (HUB_SOAK_MINUTES, or `make soak MINUTES=…`)

@@ -22,7 +22,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from hub.audit import AccessLog, AuditChain, Head, case_history, read_access
+from hub.audit import AccessLog, AuditChain, Head, case_history, open_access_store, read_access
 from ops.console import console, err
 from ops.settings import Settings
 
@@ -46,8 +46,12 @@ Json = Annotated[bool, typer.Option("--json", help="One JSON document for machin
 
 # ------------------------------------------------------------------------------------ wiring
 def access_log(ledger: Any, flush_interval: float = 1.0) -> AccessLog:
-    """The read access log for the API process: started, to be closed at shutdown."""
-    log_ = AccessLog(ledger.events, flush_interval=flush_interval)
+    """The read access log for the API process: started, to be closed at shutdown.
+
+    Its store is its own (``hub.audit.access``), beside the event store of ``ledger``: the file
+    ``access.sqlite`` next to a SQLite event store, or its own tables in the PostgreSQL database.
+    """
+    log_ = AccessLog(open_access_store(ledger.env), flush_interval=flush_interval)
     log_.start()
     return log_
 
@@ -291,25 +295,40 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None,
         store_url: StoreUrl = None,
         limit: Annotated[int | None, typer.Option(help="At most this many records.")] = None,
+        old_records: Annotated[
+            bool,
+            typer.Option(
+                "--old/--no-old",
+                help="Also list records written into the event store before issue 15 (a scan of the log).",
+            ),
+        ] = True,
         as_json: Json = False,
     ) -> None:
-        """The read access log: who (role, principal) saw which personal fields of which case, when."""
+        """The read access log: who (role, principal) saw which personal fields of which cases, when,
+        and every export; from the access store (``access.sqlite`` / ``hub_access_*`` tables)."""
         case_id = parse_case(case) if case else None
         ledger = _ledger(data_dir, store_url)
-        records = read_access(ledger.recorder, ledger.mapper, case_id, limit)
+        records = read_access(ledger.recorder, ledger.mapper, case_id, limit) if old_records else []
+        left = None if limit is None else limit - len(records)
+        if left is None or left > 0:
+            store = open_access_store(ledger.env)
+            records += store.read(case_id, left)
+            store.close()
         if as_json:
             _dump([r.to_dict() for r in records])
             return
         table = Table()
-        for col in ("pos", "at", "role", "principal", "case", "fields", "operation"):
+        for col in ("no", "at", "role", "principal", "cases", "fields", "operation"):
             table.add_column(col, overflow="fold")
         for r in records:
+            more = f" (+{len(r.cases) - 3})" if len(r.cases) > 3 else ""
+            cases = ", ".join(str(c) for c in r.cases[:3]) + more
             table.add_row(
-                str(r.position),
+                f"{r.position}" + (" (event store)" if r.store != "access" else ""),
                 r.at.isoformat(),
                 r.role,
                 r.principal,
-                str(r.case_id),
+                cases or r.scope,
                 ", ".join(r.fields),
                 r.operation,
             )

@@ -138,6 +138,7 @@ def register(app: typer.Typer) -> None:
         except Exception as exc:  # a running hub holds the file
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
+        _record_export(settings, out_dir, written)
         console.print(f"exported {written['events']} events and {written['cases']} case rows to {out_dir}")
 
     @app.command()
@@ -185,3 +186,23 @@ def _position_at(ledger: Any, when: datetime) -> int:
                 return position
             position = n.id
         start = section[-1].id + 1
+
+
+EXPORTED_PERSONAL = ("timeline.actor", "timeline.note")
+"""Personal columns an export carries: the events' ``actor`` and ``note`` (reporters never)."""
+
+
+def _record_export(settings: Settings, out_dir: Path, written: dict[str, int]) -> None:
+    """Put the export on the access log (issue 15: exports are recorded), as the OS user running it."""
+    import getpass
+
+    from hub.audit import AccessLog, open_access_store
+    from ops.settings import store_env
+
+    try:
+        log = AccessLog(open_access_store(store_env(settings.store_url)))
+        scope = f"{written['events']} events, {written['cases']} case rows → {out_dir.resolve()}"
+        log.record_export("cli", f"os:{getpass.getuser()}", EXPORTED_PERSONAL, scope, "hub export parquet")
+        log.close()
+    except Exception as exc:  # the export is written; say plainly that its record is not
+        err.print(f"[yellow]warning:[/yellow] the export was not recorded in the access log: {exc}")

@@ -61,8 +61,9 @@ def graphql_app_routes(
     access: Any = None,
 ) -> list[Any]:
     """The GraphQL API (/graphql, GraphiQL, graphql-transport-ws) over the read models and NATS."""
-    from hub.api.graphql import ApiContext, DepartmentInfo, TokenBook, graphql_routes
+    from hub.api.graphql import ApiContext, DepartmentInfo, Limits, TokenBook, graphql_routes
     from hub.config import load_catalogue, load_departments, load_grids
+    from ops.settings import graphql_limits
 
     departments = {
         code: DepartmentInfo(d.code, d.name, d.name_en, d.kinds)
@@ -70,10 +71,10 @@ def graphql_app_routes(
     }
     ctx = ApiContext(
         views=views, tokens=TokenBook.load(config_dir), catalogue=load_catalogue(config_dir),
-        departments=departments, grids=load_grids(config_dir).tree, nc=nc,
+        departments=departments, grids=load_grids(config_dir).tree, nc=nc, limits=Limits(**graphql_limits()),
         record_access=None if access is None else (
-            lambda role, case_id, fields, principal, operation: access.record_access(
-                role, case_id, fields, principal=principal, operation=operation
+            lambda role, case_id, fields, principal, operation, request: access.record_access(
+                role, case_id, fields, principal=principal, operation=operation, request=request
             )
         ),
     )  # fmt: skip

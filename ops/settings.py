@@ -191,3 +191,25 @@ def _store_env(url: str) -> dict[str, str]:
     raise SettingsError(
         f"HUB_STORE_URL {url!r}: unsupported scheme {parts.scheme!r}; use sqlite:///PATH or postgresql://…"
     )
+
+
+def graphql_limits() -> dict[str, int]:
+    """Limits of the GraphQL API from the environment, as ``hub.api.graphql.Limits`` arguments:
+    ``HUB_GRAPHQL_MAX_BYTES`` (a query document above it is refused unparsed; default 100000) and
+    ``HUB_GRAPHQL_REWINDS_PER_MINUTE`` (``asOf`` rewinds per screen/operator token; default 10)."""
+    out: dict[str, int] = {}
+    for name, key, example in (
+        ("HUB_GRAPHQL_MAX_BYTES", "max_bytes", "100000"),
+        ("HUB_GRAPHQL_REWINDS_PER_MINUTE", "rewinds_per_minute", "10"),
+    ):
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise SettingsError(f"{name} {raw!r}: expected a whole number, e.g. {example}") from None
+        if value < 1:
+            raise SettingsError(f"{name} {raw!r}: must be at least 1")
+        out[key] = value
+    return out

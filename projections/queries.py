@@ -10,10 +10,14 @@ resolved first), so time travel reuses every query and never writes to the live 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import os
 import threading
 import time as _time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -123,6 +127,7 @@ class DuckDBReadModels(ReadModels):
         self._lock = threading.Lock()
         self._local = threading.local()
         self.fixed_now = fixed_now  # a snapshot's own moment: the default ``now`` of its queries
+        self.rewinds: RewindCache | None = None  # the shared as-of snapshots (``rewind``), once asked for
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -454,6 +459,143 @@ class DuckDBReadModels(ReadModels):
     def as_of(self, *, position: int | None = None, time: datetime | None = None) -> Snapshot:
         """The read models as they stood after ``position`` or at recorded ``time`` (never writes)."""
         return Snapshot.build(self._cursor_factory, position=position, time=time)
+
+    def position_at(self, time: datetime) -> int:
+        """The position of the log as it stood at recorded ``time`` (the longest prefix recorded by then)."""
+        with self._cur() as cur:
+            row = cur.execute(_POSITION_AT, {"t": time}).fetchone()
+        return int(row[0]) if row else 0
+
+    def rewind(self, *, position: int | None = None, time: datetime | None = None) -> DuckDBReadModels:
+        """A shared, cached as-of view (the API's ``asOf``): do not close it. Blocks while it is built;
+        the API awaits :meth:`rewind_future` instead."""
+        return self.rewind_future(position=position, time=time).result()
+
+    def rewind_future(
+        self, *, position: int | None = None, time: datetime | None = None
+    ) -> Future[DuckDBReadModels]:
+        """The shared as-of view, done at once when cached, else when the rewind builder has built it.
+
+        Why shared: building a snapshot re-derives every case up to the position (seconds on a
+        large city); screens rewinding to the same moment land on one position, so snapshots are
+        kept per position (a few, least recently used out) and built once (single flight).
+        Why one builder thread at low priority: a rewind must not take the machine from the live
+        screen (issue 15: eight rewinding clients took the live overview from 0.1 s to 3.9 s). The
+        builder runs one build at a time on a thread of its own with the lowest CPU priority
+        (``nice`` 19), so live queries keep their cores and builds use what is left (measured in
+        benchmarks/bench_rewind.py; pinning DuckDB to one thread while building was tried and
+        slowed the live queries more than it spared them). A ``time`` is resolved to its position
+        first (one quick query on the caller's thread); the view then answers with ``now`` = that
+        time.
+        """
+        with self._lock:
+            if self.rewinds is None:
+                self.rewinds = RewindCache(self)
+        return self.rewinds.get(position=position, time=time)
+
+
+_POSITION_AT = (
+    "SELECT coalesce((SELECT min(seq) - 1 FROM events WHERE recorded_at > $t),"
+    " (SELECT max(seq) FROM events), 0)"
+)
+BUILDER_NICE = 19
+"""Niceness of the rewind builder thread (Linux: per thread; raising it needs no privilege)."""
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BUILDER_NICE)
+
+
+class RewindBusy(RuntimeError):
+    """Too many rewinds wait to be built: a new position is refused (cached ones are still served)."""
+
+
+class RewindCache:
+    """Snapshots per position, shared by every caller, LRU, built one at a time (single flight) by
+    a low-priority builder thread."""
+
+    def __init__(self, live: DuckDBReadModels, size: int = 4, max_waiting: int = 8) -> None:
+        self.live = live
+        self.size = size
+        self.max_waiting = max_waiting
+        """Builds queued at most; beyond, a new position is refused (``RewindBusy``)."""
+        self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        self._building: dict[int, Future[Snapshot]] = {}
+        self._lock = threading.Lock()
+        self._builder = ThreadPoolExecutor(
+            1, thread_name_prefix="rewind-builder", initializer=_lower_priority
+        )
+        self.built = 0
+        """Snapshots built so far (the rest were served from the cache)."""
+
+    def get(self, *, position: int | None = None, time: datetime | None = None) -> Future[DuckDBReadModels]:
+        if (position is None) == (time is None):
+            raise ValueError("rewind needs exactly one of position= or time=")
+        n = int(position) if position is not None else self.live.position_at(time)  # type: ignore[arg-type]
+        with self._lock:
+            snap = self._snapshots.get(n)
+            if snap is not None:
+                self._snapshots.move_to_end(n)
+                done: Future[Snapshot] = Future()
+                done.set_result(snap)
+                building = done
+            else:
+                building = self._building.get(n)  # type: ignore[assignment]
+                if building is None:
+                    if len(self._building) >= self.max_waiting:
+                        raise RewindBusy(
+                            f"{len(self._building)} rewinds are waiting to be built (one at a time, after "
+                            f"the live screen); ask again later or for a moment already asked for"
+                        )
+                    building = self._builder.submit(self._build, n)
+                    self._building[n] = building
+        out: Future[DuckDBReadModels] = Future()
+
+        def finish(f: Future[Snapshot]) -> None:
+            error = f.exception()
+            if error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(self._moment(f.result(), n, time))
+
+        building.add_done_callback(finish)
+        return out
+
+    @staticmethod
+    def _moment(snap: Snapshot, n: int, time: datetime | None) -> DuckDBReadModels:
+        if time is None:
+            return snap
+        moment = DuckDBReadModels(lambda: snap._snapshot_cur, lambda: n, shared_cursor=True, fixed_now=time)
+        moment._lock = snap._lock  # the same cursor: the same lock
+        return moment
+
+    def _build(self, n: int) -> Snapshot:
+        try:
+            snap = Snapshot.build(self.live._cursor_factory, position=n)
+            self.built += 1
+            self._keep(n, snap)
+            return snap
+        finally:
+            with self._lock:
+                self._building.pop(n, None)
+
+    def _keep(self, n: int, snap: Snapshot) -> None:
+        with self._lock:
+            self._snapshots[n] = snap
+            evicted = []
+            while len(self._snapshots) > self.size:
+                evicted.append(self._snapshots.popitem(last=False)[1])
+        for old in evicted:
+            with old._lock:  # after a query still running on it
+                old.close()
+
+    def close(self) -> None:
+        self._builder.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            snaps, self._snapshots = list(self._snapshots.values()), OrderedDict()
+        for snap in snaps:
+            snap.close()
 
 
 class Snapshot(DuckDBReadModels):

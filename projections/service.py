@@ -88,6 +88,8 @@ class ProjectionService:
 
     def close(self) -> None:
         self.projector.stop()
+        if self.views.rewinds is not None:  # the API's shared as-of snapshots and their builder
+            self.views.rewinds.close()
         self.store.close()
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,8 +26,9 @@ from hub.views import ReadModels
 T = TypeVar("T")
 
 
-RecordAccess = Callable[[str, UUID, Sequence[str], str, str], None]
-"""(role, case id, fields shown, principal, operation) → recorded; ops injects the audit log."""
+RecordAccess = Callable[[str, UUID, Sequence[str], str, str, Hashable], None]
+"""(role, case id, personal fields shown, principal, operation, request key) → recorded; ops injects
+the access log (``hub.audit.AccessLog.record_access``), which merges one request's cases."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,12 @@ class Limits:
     max_cost: int = 20_000
     max_page: int = 200
     mutation_timeout_s: float = 5.0
+    max_bytes: int = 100_000
+    """A query document (and an HTTP body: twice this) above this many bytes is refused unparsed."""
+    as_of_cost: int = 5_000
+    """What one ``asOf``/``asOfPosition`` adds to an operation's estimated cost (≤ 3 per operation)."""
+    rewinds_per_minute: int = 10
+    """Rewinds per token and minute for roles without ``history:read`` (screen, operator)."""
 
 
 @dataclass
@@ -63,11 +71,16 @@ class ApiContext:
     source: str = "hub.graphql"
     """CloudEvents ``source`` of operator commands published by this API."""
     record_access: RecordAccess | None = None
-    """The read access log (审计: who saw what): called whenever a case's personal detail is asked
-    for, with the fields returned (masked ones included, so screens' reads are on record too)."""
+    """The read access log (访问留痕): called when an answer reveals personal data, with the fields
+    shown; masked answers reveal nothing and are not recorded (issue 15)."""
+    rewinds: RewindLimiter = field(init=False, repr=False)
+    """Per-token rate limit of rewinds (from ``limits.rewinds_per_minute``)."""
     _cache: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
     _snapshots: OrderedDict[Hashable, ReadModels] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.rewinds = RewindLimiter(self.limits.rewinds_per_minute)
 
     def cached(self, key: Hashable, compute: Callable[[], T], size: int = 512) -> T:
         """Memoise an answer whose key includes the projection position (so it can never be stale)."""
@@ -81,6 +94,29 @@ class ApiContext:
             while len(self._cache) > size:
                 self._cache.popitem(last=False)
         return value
+
+    async def rewound(self, as_of: datetime | None, as_of_position: int | None) -> ReadModels:
+        """The live read models, or the past: awaited, so a build in progress holds no worker thread.
+
+        Read models that share snapshots per position (``rewind_future``, projections.queries:
+        built one at a time by a low-priority builder) are awaited; others are built in a worker
+        thread by :meth:`at`.
+        """
+        if as_of is None and as_of_position is None:
+            return self.views
+        if as_of is not None and as_of_position is not None:
+            raise GraphQLError("give asOf or asOfPosition, not both", extensions={"code": "BAD_USER_INPUT"})
+        rewind = getattr(self.views, "rewind_future", None)
+        if rewind is None:
+            return await run(self.at, as_of, as_of_position)
+        try:
+            pending = await run(lambda: rewind(position=as_of_position, time=as_of))
+        except RuntimeError as exc:
+            if type(exc).__name__ != "RewindBusy":  # (projections.queries; the API does not import it)
+                raise
+            raise GraphQLError(str(exc), extensions={"code": "REWIND_BUSY", "retry_after_s": 10}) from exc
+        shared: ReadModels = await asyncio.wrap_future(pending)
+        return shared
 
     def at(self, as_of: datetime | None, as_of_position: int | None) -> ReadModels:
         """The live read models, or a snapshot (kept for reuse: building one replays the prefix)."""
@@ -108,6 +144,35 @@ class ApiContext:
         return snap
 
 
+class RewindLimiter:
+    """A sliding one-minute window of rewinds per token (principal): ``take`` says when to retry.
+
+    Why per token and not per address: screens sit behind one proxy, and a token is what the hub
+    gave a wall; a runaway page on one wall must not take the others' rewinds.
+    """
+
+    def __init__(self, per_minute: int, window_s: float = 60.0) -> None:
+        self.per_minute = per_minute
+        self.window_s = window_s
+        self._seen: dict[Hashable, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: Hashable) -> float | None:
+        """Count one rewind for ``key``; ``None`` when allowed, else seconds until the next is."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(key, deque())
+            while seen and seen[0] <= now - self.window_s:
+                seen.popleft()
+            if len(seen) >= self.per_minute:
+                return max(seen[0] + self.window_s - now, 0.001)
+            seen.append(now)
+            if len(self._seen) > 10_000:  # forget idle tokens (bounded memory)
+                for k in [k for k, v in self._seen.items() if not v]:
+                    del self._seen[k]
+            return None
+
+
 def api(info: Any) -> ApiContext:
     ctx: ApiContext = info.context["api"]
     return ctx
@@ -115,7 +180,11 @@ def api(info: Any) -> ApiContext:
 
 def caller(info: Any) -> Principal:
     """The authenticated caller of this request (HTTP header, WS handshake header or init payload)."""
-    context = info.context
+    return caller_of(info.context)
+
+
+def caller_of(context: Any) -> Principal:
+    """The caller of a request from its context (GraphQLError UNAUTHENTICATED without a valid token)."""
     found: Principal | None = context.get("principal")
     if found is not None:
         return found

@@ -10,6 +10,7 @@ the key means a cached answer can never be stale.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
@@ -24,7 +25,7 @@ from hub.api.graphql import auth, commands, live
 from hub.api.graphql.auth import Principal
 from hub.api.graphql.commands import error, forbidden, require
 from hub.api.graphql.context import ApiContext, Limits, api, caller, run
-from hub.api.graphql.limits import CostLimiter
+from hub.api.graphql.limits import CostLimiter, DocumentSizeLimiter, IntrospectionNeedsToken
 from hub.api.graphql.types import (
     Case,
     CaseChange,
@@ -46,6 +47,8 @@ from hub.api.graphql.types import (
     counts_of,
     cursor_of,
     event_of,
+    record_access,
+    timeline_fields,
     to_uuid,
     totals_of,
 )
@@ -99,11 +102,41 @@ def _scope(who: Principal, grid: str | None, department: str | None) -> Scope:
     return Scope(grid=grid, department=department)
 
 
-def _views(info: Info, who: Principal, as_of: datetime | None, as_of_position: int | None, *,
-           cases: bool) -> ReadModels:  # fmt: skip
-    if cases and (as_of is not None or as_of_position is not None):
+async def _views(info: Info, who: Principal, as_of: datetime | None, as_of_position: int | None, *,
+                 cases: bool) -> ReadModels:  # fmt: skip
+    """The live read models, or a rewind (时间回溯) the caller may have.
+
+    Roles without ``history:read`` (screen, operator) may rewind the overview only, at most
+    ``limits.rewinds_per_minute`` times per token; case rows and timelines of the past need
+    ``history:read`` (auditor, analyst, a department on its own cases). The snapshot is shared per
+    position and built by the read side's low-priority builder, awaited (``ApiContext.rewound``),
+    never on the event loop.
+    """
+    ctx = api(info)
+    if as_of is None and as_of_position is None:
+        return ctx.views
+    if cases:
         require(who, auth.HISTORY, "asOf on cases")
-    return api(info).at(as_of, as_of_position)
+    if not who.can(auth.HISTORY):
+        wait = ctx.rewinds.take((who.role, who.actor))
+        if wait is not None:
+            per = ctx.limits.rewinds_per_minute
+            _too_many(info, math.ceil(wait))
+            raise error(
+                "RATE_LIMITED",
+                f"role {who.role} may rewind (asOf) {per} times a minute; retry in {math.ceil(wait)} s "
+                f"(history:read roles are not limited)",
+                retry_after_s=math.ceil(wait), limit_per_minute=per,
+            )  # fmt: skip
+    return await ctx.rewound(as_of, as_of_position)
+
+
+def _too_many(info: Info, retry_after_s: int) -> None:
+    """HTTP 429 with Retry-After for a refused rewind (WebSocket answers carry the error alone)."""
+    response = info.context.get("response")
+    if response is not None and hasattr(response, "status_code") and hasattr(response, "headers"):
+        response.status_code = 429
+        response.headers["Retry-After"] = str(retry_after_s)
 
 
 def _indicators(rows: object) -> list[Indicator]:
@@ -131,7 +164,12 @@ async def _overview(ctx: ApiContext, views: ReadModels, scope: Scope, window: Wi
             indicators=_indicators(inds), children=children,
         )  # fmt: skip
 
-    key = ("overview", id(views), scope, window, views.position())
+    # per (position, scope): a rewind's answer is shared by every caller at that position (and
+    # minute of its asOf, which sets "now" for overdue counts), never stale
+    when = getattr(views, "fixed_now", None)
+    past = views is not ctx.views
+    key = ("overview", past, views.position(), when.replace(second=0, microsecond=0) if when else None,
+           scope, window)  # fmt: skip
     return await run(ctx.cached, key, compute)
 
 
@@ -149,7 +187,7 @@ class Query:
         who = caller(info)
         require(who, auth.AGGREGATES, "overview")
         s = _scope(who, scope.grid if scope else None, scope.department if scope else None)
-        views = _views(info, who, as_of, as_of_position, cases=False)
+        views = await _views(info, who, as_of, as_of_position, cases=False)
         return await _overview(api(info), views, s, _window(window))
 
     @strawberry.field(description="案件列表: newest first, cursor pagination (first ≤ 200)")
@@ -164,7 +202,7 @@ class Query:
             raise error("PAGE_TOO_LARGE", f"first must be between 1 and {max_page}", max=max_page)
         f = filter or CaseFilterInput()
         scope = _scope(who, f.grid, f.department)
-        views = _views(info, who, as_of, as_of_position, cases=True)
+        views = await _views(info, who, as_of, as_of_position, cases=True)
         where = ViewCaseFilter(category=f.category, overdue=f.overdue, escalated=f.escalated,
                                since=f.since, until=f.until, text=f.text)  # fmt: skip
 
@@ -189,7 +227,7 @@ class Query:
     ) -> Case | None:
         who = caller(info)
         require(who, auth.CASES, "case")
-        views = _views(info, who, as_of, as_of_position, cases=True)
+        views = await _views(info, who, as_of, as_of_position, cases=True)
         row = await run(views.case, to_uuid(id))
         if row is None:
             return None
@@ -375,6 +413,8 @@ class Subscription:
                     last = ev.position
                     row = await run(ctx.views.case, ev.case_id)
                     if row is not None and _visible(who, row) and _matches(row, filter, scope):
+                        if who.can(auth.PERSONAL):
+                            record_access(info, who, ev.case_id, timeline_fields(info, [ev], "event"))
                         yield CaseChange(position=ev.position, event=event_of(ev, who), case=case_of(row))
                 upto = await feed.__anext__()
         finally:
@@ -406,9 +446,12 @@ def build_schema(limits: Limits | None = None) -> strawberry.Schema:
     """The schema with its limits; extensions are factories (instances are deprecated in 0.341)."""
     lim = limits or Limits()
     cost = type("HubCostLimiter", (CostLimiter,), {"limits": lim})
+    size = type("HubDocumentSizeLimiter", (DocumentSizeLimiter,), {"limits": lim})
     return strawberry.Schema(
         query=Query, mutation=Mutation, subscription=Subscription,
         extensions=[
+            size,  # first: a document over the size limit is never parsed
+            IntrospectionNeedsToken,
             lambda: QueryDepthLimiter(max_depth=lim.max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=lim.max_aliases),
             lambda: MaxTokensLimiter(max_token_count=lim.max_tokens),

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from itertools import count
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from graphql import GraphQLError
 from hub.api.graphql import auth
@@ -27,6 +30,13 @@ from hub.domain.case import Stage as DomainStage
 from hub.views import CaseRow, EventRow, KeyCount, LinkRow, OverviewTotals, ReadModels
 
 MASK = "***"
+
+_requests = count(1)
+
+
+def request_key() -> int:
+    """A fresh key per request: the access log merges one request's records."""
+    return next(_requests)
 
 
 @strawberry.enum(description="案件阶段: where a case stands in the closed loop")
@@ -118,24 +128,26 @@ class Case:
     async def reporter(self, info: Info) -> Reporter | None:
         who = caller(info)
         if not who.can(auth.PERSONAL):
-            _record_access(info, who, self.id, ["reporter (masked)"])
-            return Reporter(name=None, phone=None, masked=True)
+            return Reporter(name=None, phone=None, masked=True)  # nothing shown, nothing recorded
         found = await run(api(info).views.reporter, to_uuid(self.id))
-        _record_access(info, who, self.id, ["reporter.name", "reporter.phone"])
-        return None if found is None else Reporter(name=found.name, phone=found.phone, masked=False)
+        if found is None:
+            return None
+        shown = [f"reporter.{f}" for f in ("name", "phone") if f in selected(info) and getattr(found, f)]
+        record_access(info, who, self.id, shown)
+        return Reporter(name=found.name, phone=found.phone, masked=False)
 
     @strawberry.field(description="完整时间线: every event of the case, oldest first")
     async def timeline(self, info: Info) -> list[TimelineEvent]:
         who = caller(info)
-        views = _views(info, self._as_of)
+        views = await _views(info, self._as_of)
         rows = await run(views.timeline, to_uuid(self.id))
-        if who.can(auth.PERSONAL):
-            _record_access(info, who, self.id, ["timeline.actor", "timeline.note"])
+        if who.can(auth.PERSONAL) and rows:
+            record_access(info, who, self.id, timeline_fields(info, rows))
         return [event_of(r, who) for r in rows]
 
     @strawberry.field(description="关联案件 in other departments (both directions)")
     async def links(self, info: Info) -> list[CaseLink]:
-        views = _views(info, self._as_of)
+        views = await _views(info, self._as_of)
         rows = await run(views.links, to_uuid(self.id))
         return [link_of(r, self._as_of) for r in rows]
 
@@ -151,7 +163,8 @@ class CaseLink:
     @strawberry.field(description="the linked case, null when this role may not see it")
     async def target(self, info: Info) -> Case | None:
         who = caller(info)
-        row = await run(_views(info, self._as_of).case, to_uuid(self.target_id))
+        views = await _views(info, self._as_of)
+        row = await run(views.case, to_uuid(self.target_id))
         if row is None or not who.can_see_case(row.origin_department, row.responsible_departments):
             return None
         return case_of(row, self._as_of)
@@ -265,8 +278,8 @@ def to_uuid(value: object) -> uuid.UUID:
         raise GraphQLError(message, extensions={"code": "BAD_USER_INPUT"}) from exc
 
 
-def _views(info: Info, as_of: int | None) -> ReadModels:
-    return api(info).at(None, as_of)
+async def _views(info: Info, as_of: int | None) -> ReadModels:
+    return await api(info).rewound(None, as_of)
 
 
 def case_of(row: CaseRow, as_of: int | None = None) -> Case:
@@ -284,12 +297,48 @@ def case_of(row: CaseRow, as_of: int | None = None) -> Case:
     )  # fmt: skip
 
 
-def _record_access(info: Info, who: Principal, case_id: strawberry.ID, fields: list[str]) -> None:
-    """Put this read on the audit record (issue 8: who saw which personal fields of which case)."""
+def selected(info: Info, *path: str) -> set[str]:
+    """The names of the sub-fields this field's selection asks for (through fragments too), or
+    those under ``path`` (e.g. ``"event"`` for a subscription's ``event { … }``)."""
+    names: set[str] = set()
+
+    def walk(selections: list[Any], rest: tuple[str, ...]) -> None:
+        for s in selections:
+            if not isinstance(s, SelectedField):  # FragmentSpread, InlineFragment
+                walk(s.selections, rest)
+            elif not rest:
+                names.add(s.name)
+            elif s.name == rest[0]:
+                walk(s.selections, rest[1:])
+
+    for f in info.selected_fields:
+        walk(f.selections, path)
+    return names
+
+
+def timeline_fields(info: Info, rows: Sequence[EventRow], *path: str) -> list[str]:
+    """The personal fields of timeline entries that this selection shows (a note only when one exists)."""
+    names = selected(info, *path)
+    shown = ["timeline.actor"] if "actor" in names else []
+    if "note" in names and any(r.note for r in rows):
+        shown.append("timeline.note")
+    return shown
+
+
+def record_access(info: Info, who: Principal, case_id: object, fields: list[str]) -> None:
+    """Put a read that revealed personal data on the access log (issue 15: only what was shown).
+
+    The request's key makes every case of one request with the same fields one record.
+    """
     record = api(info).record_access
-    if record is not None:
-        operation = info.operation.name.value if info.operation.name else ""
-        record(who.role, to_uuid(case_id), fields, who.actor, operation)
+    if record is None or not fields:
+        return
+    context = info.context
+    request = context.get("access_request")
+    if request is None:
+        request = context["access_request"] = request_key()
+    operation = info.operation.name.value if info.operation.name else ""
+    record(who.role, to_uuid(case_id), fields, who.actor, operation, request)
 
 
 def event_of(row: EventRow, who: Principal) -> TimelineEvent:
