@@ -326,6 +326,9 @@ class _Letter:
     detail: str
 
 
+_COMMAND_SUBJECT = f"{m.SUBJECT_PREFIX}.{m.COMMAND_DEPARTMENT}."
+"""Operator commands' subjects: the only events whose already-done answer someone waits for."""
+
 _LATE_REASONS: dict[Verdict, tuple[m.Reason, str]] = {
     Verdict.NOT_FOUND: (m.Reason.NOT_FOUND, "caseref"),
     Verdict.NOT_PERMITTED_YET: (m.Reason.NOT_PERMITTED, "department"),
@@ -636,6 +639,7 @@ class Intake:
         """After the commit: ack what is stored, nak what must wait, dead-letter what cannot apply."""
         acks: list[Msg] = []
         retries: list[tuple[Msg, float]] = []
+        done: list[tuple[Msg, str]] = []
         letters = prepared.letters
         delays = self.settings.retry_delays_s
         for msg, outcome in zip(prepared.valid_msgs, outcomes, strict=True):
@@ -646,6 +650,8 @@ class Intake:
             elif verdict is Verdict.DUPLICATE:
                 self.stats.duplicates += 1
                 acks.append(msg)
+                if outcome.detail and msg.subject.startswith(_COMMAND_SUBJECT):
+                    done.append((msg, outcome.detail))
             elif verdict is Verdict.FAILED:
                 # Isolated by the store writer: this event alone fails whenever it is decided, so
                 # retrying cannot help; its neighbours are recorded (CaseLedger.stage_isolating).
@@ -667,6 +673,7 @@ class Intake:
             self.on_committed()
         await self._dead_letter(letters)
         await ack_all(self.nc, acks)
+        await self._tell_done(done)
         for msg, delay in retries:
             await msg.nak(delay=delay)
         self.stats.retried += len(retries)
@@ -681,6 +688,18 @@ class Intake:
         """Validate, decide and record one batch, then ack / nak / dead-letter each message."""
         prepared = self._prepare(msgs)
         await self._settle(prepared, await self._apply(prepared))
+
+    async def _tell_done(self, done: Sequence[tuple[Msg, str]]) -> None:
+        """Tell a waiting mutation that its operator command was already done (AlreadyDone): it is
+        acked as a duplicate, so neither the read model nor the dead letters would ever show it,
+        and the operator waited for the mutation's timeout. Best effort (core NATS, not stored):
+        the mutation still times out if the notice is lost."""
+        for msg, detail in done:
+            subject = m.done_subject_for(m.public_subject(msg.subject, msg.data))
+            event_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+            headers = {m.H_MSG_ID: event_id, m.H_DETAIL: m.printable(detail, 2000)}
+            with contextlib.suppress(Exception):  # a lost notice costs the waiting client its timeout only
+                await self.nc.publish(subject, b"", headers=headers)
 
     async def _dead_letter(self, letters: Sequence[_Letter]) -> None:
         """Copy each letter to CITY_DLQ (stored, acknowledged) and only then terminate the original."""

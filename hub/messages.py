@@ -990,6 +990,16 @@ def dlq_subject_for(subject: str) -> str:
     return f"{DLQ_PREFIX}.{subject}"
 
 
+DONE_PREFIX = "hub.done"
+"""Core-NATS notices (not stored) that an operator command was already done (the domain's
+``AlreadyDone``: another source or operator took the step first): acked as a duplicate, it is
+neither recorded nor dead-lettered, so the mutation waiting for it learns its fate only here."""
+
+
+def done_subject_for(subject: str) -> str:
+    return f"{DONE_PREFIX}.{subject}"
+
+
 def make_event(
     *,
     id: str,

@@ -8,6 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from gql import GraphQLRequest
@@ -179,6 +180,36 @@ async def test_operator_actions_and_their_errors(nats_server: EmbeddedNats, tmp_
         assert {t["actor"] for t in timeline[1:]} == {"operator:dev"}
         # the command centre acts; a return is recorded in the name of the department it acted for
         assert [t["department"] for t in timeline[1:]] == ["command", "command", "water", "command"]
+
+
+async def test_a_command_already_done_is_answered_at_once_not_after_the_timeout(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """Two operators register the same case while the read model lags: the second command passes
+    the read model's stage check, and the intake decides it is already done (AlreadyDone: acked as
+    a duplicate, neither recorded nor dead-lettered). Its operator learns that at once, instead of
+    a TIMEOUT after the mutation's deadline."""
+    store = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    async with graphql_stack(nats_server.url, store, tmp_path) as stack:
+        ids = await _seed(stack)
+        cid = ids["C-1"]
+        views = stack.service.views
+        stale = views.case(UUID(cid))
+        assert stale is not None and stale.stage == "reported"
+        first = await _query(stack, "dev-operator", ACTIONS, "Register", id=cid, note="立案")
+        assert first["register"]["stage"] == "REGISTERED"
+
+        fresh_case = views.case
+        # a lagging read model: the case still shows as reported
+        views.case = lambda case_id: stale if str(case_id) == cid else fresh_case(case_id)
+        try:
+            err = await _error(stack, "dev-operator", ACTIONS, "Register", id=cid, note="再次立案")
+        finally:
+            views.case = fresh_case
+        assert err["extensions"]["code"] == "ALREADY_DONE", err
+        assert "already registered" in err["message"] and err["extensions"]["dead_letter"] is False
+        timeline = (await _query(stack, "dev-auditor", CASES, "CaseDetail", id=cid))["case"]["timeline"]
+        assert [t["type"] for t in timeline] == ["reported", "registered"]  # recorded once
 
 
 async def test_mutation_reaches_another_clients_subscription_and_resume(

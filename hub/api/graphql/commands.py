@@ -8,7 +8,10 @@ same audit trail (the operator is the event's actor, ``command`` its department)
 The answer waits until the projection reflects the command (read-your-writes), so the client gets
 the case's new state. Refusals are caught early where they can be decided from the read model
 (stage not in ``hub.domain.case.ALLOWED``, stale ``expectedVersion``) and otherwise reported from
-the dead-letter stream, whose headers carry the original event id (``Hub-Dlq-Msg-Id``).
+the dead-letter stream, whose headers carry the original event id (``Hub-Dlq-Msg-Id``). A command
+the intake finds already done (``AlreadyDone``: another operator or source took the step first) is
+acked as a duplicate, neither recorded nor dead-lettered; the intake's ``hub.done.<subject>`` notice
+answers it at once (``ALREADY_DONE``) instead of after the timeout.
 """
 
 from __future__ import annotations
@@ -124,14 +127,22 @@ async def perform(
         raise error("BAD_USER_INPUT", f"{field or 'input'}: {checked.detail}", field=field)
 
     nc = ctx.nc
-    refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    refused: asyncio.Future[str] = loop.create_future()
+    already: asyncio.Future[str] = loop.create_future()
 
     async def on_dead_letter(msg: Any) -> None:
         headers = msg.headers or {}
         if headers.get(m.H_MSG_ID) == event_id and not refused.done():
             refused.set_result(f"{headers.get(m.H_REASON, '')}: {headers.get(m.H_DETAIL, '')}")
 
+    async def on_done(msg: Any) -> None:
+        headers = msg.headers or {}
+        if headers.get(m.H_MSG_ID) == event_id and not already.done():
+            already.set_result(headers.get(m.H_DETAIL, ""))
+
     sub = await nc.subscribe(m.dlq_subject_for(subject), cb=on_dead_letter)
+    done_sub = await nc.subscribe(m.done_subject_for(subject), cb=on_done)
     try:
         ack = await nc.jetstream().publish(subject, raw, headers={"Nats-Msg-Id": event_id}, stream=m.STREAM)
         deadline = time.monotonic() + ctx.limits.mutation_timeout_s
@@ -141,6 +152,14 @@ async def perform(
                 reason = refused.result()
                 code = "WRONG_STAGE" if reason.startswith(m.Reason.REFUSED.value) else "REFUSED"
                 raise error(code, f"the hub refused the {command}: {reason}", dead_letter=True)
+            if already.done():
+                now = await run(ctx.views.case, case_id)
+                raise error(
+                    "ALREADY_DONE",
+                    f"nothing to {command}: {already.result()}; the case is unchanged by this action",
+                    dead_letter=False,
+                    version=now.version if now is not None else None,
+                )
             position = await run(ctx.views.event_position, case_id, event_id)
             if position is not None:
                 await run(ctx.views.wait, position, 1.0)
@@ -159,3 +178,4 @@ async def perform(
             delay = min(delay * 2, 0.05)
     finally:
         await sub.unsubscribe()
+        await done_sub.unsubscribe()
