@@ -14,7 +14,7 @@ import functools
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -116,9 +116,13 @@ class DuckDBReadModels(ReadModels):
         *,
         shared_cursor: bool = False,
         fixed_now: datetime | None = None,
+        generation: Callable[[], int] | None = None,
     ) -> None:
         self._cursor_factory = cursor
         self._position = position
+        self._generation = generation or (lambda: 0)
+        """The store's connection generation: a thread's cursor of an older one is replaced
+        (the file was compacted and reopened after an erasure, ``ReadModelStore.compact``)."""
         self._shared = shared_cursor
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -132,8 +136,18 @@ class DuckDBReadModels(ReadModels):
                 yield self._cursor_factory()
             return
         cur = getattr(self._local, "cur", None)
+        generation = self._generation()
+        if (
+            cur is not None
+            and getattr(self._local, "generation", generation) != generation
+            and not getattr(self._local, "in_snapshot", False)  # never swap inside a transaction
+        ):
+            with suppress(duckdb.Error):
+                cur.close()
+            cur = None
         if cur is None:
             cur = self._local.cur = self._cursor_factory()
+            self._local.generation = generation
         yield cur
 
     def arrow(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> pa.Table:

@@ -10,6 +10,7 @@ get their own cursors (``reader()``), which see committed snapshots (DuckDB MVCC
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
 from projections.derive import (
@@ -36,7 +39,9 @@ from projections.schema import (
     decode_select,
     fresh_ddl,
     grid_path_sql,
+    mask_statements,
 )
+from hub.views import ERASURE_TOPIC
 
 _UPSERT_TRACKING = (
     "INSERT INTO tracking VALUES (?, ?) ON CONFLICT (application_name) DO UPDATE "
@@ -75,6 +80,15 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def split_erasures(batch: pa.Table) -> tuple[list[dict[str, object]], pa.Table]:
+    """(erasure records, the case events) of a batch: erasures are masks, never ``events`` rows."""
+    is_erasure = pc.equal(batch.column("topic"), ERASURE_TOPIC)
+    if not pc.any(is_erasure).as_py():
+        return [], batch
+    records = [orjson.loads(s) for s in batch.filter(is_erasure).column("state").to_pylist()]
+    return records, batch.filter(pc.invert(is_erasure))
+
+
 def _seq_range(batch: pa.Table) -> tuple[int, int]:
     """First and last position of a batch (ascending ``seq``)."""
     seq = batch.column("seq")
@@ -97,6 +111,9 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         self._staged_range = (0, 0)
         self._empty = False  # bulk load into a store without events: whole-history fold
         self._bulk_threads = 1  # DuckDB threads of the bulk load's staging and intermediate folds
+        self.generation = 0
+        """Bumped when :meth:`ReadModelStore.compact` reopens the file: cursors of an older
+        generation belong to a closed connection and are replaced (``DuckDBReadModels``)."""
         self._con.execute(DDL[0])
 
     @staticmethod
@@ -281,10 +298,61 @@ class ReadModelStore(DuckDBTrackingRecorder):
         if batch.num_rows == 0:
             return 0
         last = int(batch.column("seq")[-1].as_py())
+        erasures, events = split_erasures(batch)
         with self.transaction() as con:
             self._insert_tracking(con, Tracking(application_name, last))  # first: fail fast, no work
-            self._fold(con, batch)
+            if events.num_rows:
+                self._fold(con, events)
+            for record in erasures:
+                self._mask(con, record)
+        if erasures:
+            self.compact()
         return int(batch.num_rows)
+
+    @staticmethod
+    def _mask(con: duckdb.DuckDBPyConnection, record: dict[str, object]) -> None:
+        """Apply one erasure record (``hub.privacy.Erasure``): its cases' sealed columns read
+        ``[erased]`` at once, in the batch's transaction (exactly once, like any event).
+
+        Why masks and not a re-decode: the events were projected with the keys then present;
+        the keys are gone now, and re-reading those cases' history would only produce what
+        these set-based UPDATEs write directly."""
+        for cases, paths in (
+            (record.get("erased_cases"), record.get("sealed_paths")),
+            (record.get("mentioned_cases"), record.get("free_text_paths")),
+        ):
+            if isinstance(cases, list) and cases and isinstance(paths, list):
+                for statement in mask_statements("?", [str(p) for p in paths]):
+                    con.execute(statement, [[str(c) for c in cases]])
+
+    def compact(self) -> None:
+        """Rewrite the file with its live rows only, and reopen it (after an erasure).
+
+        Why: DuckDB does not overwrite what an UPDATE replaced: the old values stay in the
+        file's blocks (checked: a masked name was still in the bytes after UPDATE + CHECKPOINT
+        and FORCE CHECKPOINT), so erased values would be recoverable from the file. ``COPY FROM
+        DATABASE`` into a fresh file and an atomic rename leave none. Readers' cursors of the old
+        connection are closed with it; ``generation`` tells ``DuckDBReadModels`` to open new ones.
+        """
+        if self.path == ":memory:" or self._bulk:
+            return
+        with self._lock:
+            target = Path(self.path)
+            fresh = target.with_name(target.name + ".compact")
+            for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            self._con.execute("CHECKPOINT")
+            name = self._con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            self._con.execute(f"ATTACH '{fresh}' AS _compact")
+            try:
+                self._con.execute(f'COPY FROM DATABASE "{name}" TO _compact')
+            finally:
+                self._con.execute("DETACH _compact")
+            self._con.close()
+            os.replace(fresh, target)
+            target.with_name(target.name + ".wal").unlink(missing_ok=True)
+            self._con = connect(target)
+            self.generation += 1
 
     def _fold(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
         """Set-based application of ``batch`` (inside the caller's transaction).
@@ -318,6 +386,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
         once per fold instead of once per section, and a fold into an empty store needs no
         carried state at all (``derive.fresh_fold_statements``).
         """
+        batch = split_erasures(batch)[1]  # a replay decodes with today's keys: already erased
         if batch.num_rows == 0:
             return
         lo, hi = _seq_range(batch)
