@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow.parquet as pq
+import pytest
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DeliverPolicy
 
@@ -142,18 +143,22 @@ def _store_bytes(store_url: str, tmp_path: Path) -> bytes:
 
 
 def _views_file(data: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in data.iterdir() if p.name.startswith("views.duckdb"))
+    """The DuckDB files' bytes, read by another process: closing a descriptor of a file drops every
+    POSIX lock this process holds on it, DuckDB's too (and a running hub must keep its lock)."""
+    files = sorted(str(p) for p in data.iterdir() if p.name.startswith("views.duckdb"))
+    return subprocess.run(["cat", *files], capture_output=True, check=True).stdout
 
 
 def _tree_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
+@pytest.mark.parametrize("hub", ["running", "stopped"])
 async def test_erasure_leaves_no_byte_naming_the_person(
-    store_url: str, nats_server: EmbeddedNats, tmp_path: Path
+    store_url: str, nats_server: EmbeddedNats, tmp_path: Path, hub: str
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+    data = tmp_path  # the hub's data dir: store (SQLite), views.duckdb, nats/ (the server's store)
+    assert nats_server.store_dir == data / "nats"
     log_file = data / "hub.log"
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -168,6 +173,11 @@ async def test_erasure_leaves_no_byte_naming_the_person(
     service = ProjectionService(
         data / "views.duckdb", reader.recorder, application_name=reader.name, state_decoder=state_decoder(reader)
     )
+    own = m.case_id_for("citymgmt-dcm", "E1")
+    crisis = m.case_id_for("health-his", "H-9")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HUB_DATA_DIR": str(data)}
+    env.pop("HUB_NATS_URL", None)
+    erase = [sys.executable, "-m", "ops.cli", "privacy", "erase", P1["phone"], "--store-url", store_url, "--json"]
     try:
         events = _events()
         for e in events:
@@ -183,8 +193,6 @@ async def test_erasure_leaves_no_byte_naming_the_person(
         service.start()
         last = reader.recorder.max_notification_id() or 0
         await eventually(lambda: service.views.position() >= last, what="projected")
-        own = m.case_id_for("citymgmt-dcm", "E1")
-        crisis = m.case_id_for("health-his", "H-9")
         reporter = service.views.reporter(own)
         assert reporter is not None and reporter.name == P1["name"]
         counts_before = service.store.counts()
@@ -198,38 +206,62 @@ async def test_erasure_leaves_no_byte_naming_the_person(
         cur.close()
         assert set(_found(_views_file(data), P1)) == set(P1.values())  # and so does the DuckDB file
 
-        # -- erase, as an operator does, while the hub runs (its projector holds the DuckDB file)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HUB_DATA_DIR": str(data)}
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "ops.cli", "privacy", "erase", P1["phone"], "--store-url", store_url,
-             "--nats-url", nats_server.url, "--json"],
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        report = orjson.loads(done.stdout)
-        assert report["cases"] == 2 and report["mentioned"] == 1, report
-        assert "running hub" in report["read_models"], report
-
-        # at once in the running hub's read models and API: no replay
-        await eventually(
-            lambda: (r := service.views.reporter(own)) is not None and r.name == ERASED,
-            what="the running projector applied the erasure",
-        )
-        assert service.views.reporter(m.case_id_for("citymgmt-dcm", "E2")).name == P2["name"]  # type: ignore[union-attr]
-        notes = [t.note for t in service.views.timeline(crisis) if t.note]
-        assert notes == [ERASED], notes
-        assert service.store.counts() == counts_before
-        assert not _found(_duckdb_values_live(service), P1)
+        if hub == "running":  # erase as an operator does, while the projector holds the DuckDB file
+            done = await asyncio.to_thread(
+                subprocess.run, [*erase, "--nats-url", nats_server.url],
+                env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            report = orjson.loads(done.stdout)
+            assert "running hub" in report["read_models"], report
+            # at once in the running hub's read models and API: no replay
+            await eventually(
+                lambda: (r := service.views.reporter(own)) is not None and r.name == ERASED,
+                what="the running projector applied the erasure",
+            )
+            assert not _found(_duckdb_values_live(service), P1)
     finally:
         service.close()
         intake.stop()
         await task
-        root.removeHandler(handler)
-        root.setLevel(level)
-        handler.close()
+        await nc.close()
 
-    served = await _served(js, m.STREAM) + await _served(js, m.DLQ_STREAM)
+    if hub == "stopped":  # the whole hub is down: the command opens the views and the stream store
+        nats_server.stop()
+        done = await asyncio.to_thread(
+            subprocess.run, erase, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        report = orjson.loads(done.stdout)
+        assert report["read_models"].startswith("masked and compacted"), report
+        nats_server.start()
+    assert report["cases"] == 2 and report["mentioned"] == 1, report
+    assert report["streams"] == {
+        # every event of the person's two cases and of the case naming them, and the poison
+        m.STREAM: f"deleted 11 of {len(_events()) + 1} message(s)",
+        m.DLQ_STREAM: "deleted 1 of 1 message(s)",
+    }, report
+
+    # the API of a hub (re)started now: no replay either
+    after = ProjectionService(
+        data / "views.duckdb", reader.recorder, application_name=reader.name, state_decoder=state_decoder(reader)
+    )
+    try:
+        after.catch_up()
+        assert after.views.reporter(own).name == ERASED  # type: ignore[union-attr]
+        assert after.views.reporter(m.case_id_for("citymgmt-dcm", "E2")).name == P2["name"]  # type: ignore[union-attr]
+        assert [t.note for t in after.views.timeline(crisis) if t.note] == [ERASED]
+        assert after.store.counts() == counts_before
+    finally:
+        after.close()
+    root.removeHandler(handler)
+    root.setLevel(level)
+    handler.close()
+
+    nc = await connect_nats(nats_server.url, "test")
+    served = await _served(nc.jetstream(timeout=10), m.STREAM) + await _served(
+        nc.jetstream(timeout=10), m.DLQ_STREAM
+    )
     await nc.close()
     assert not _found(served, P1), "NATS streams as served"
     assert _found(served, P2)  # only the person's messages went
@@ -238,7 +270,7 @@ async def test_erasure_leaves_no_byte_naming_the_person(
 
     # replay and exports made afterwards
     fresh = build_ledger(store_url)
-    replayed = data / "replayed.duckdb"
+    replayed = tmp_path / "replay" / "replayed.duckdb"
     rebuild(replayed, fresh.recorder, application_name=fresh.name, state_decoder=state_decoder(fresh))
     export_parquet(data / "views.duckdb", data / "parquet")
     parquet_values = b"\n".join(
@@ -262,6 +294,7 @@ async def test_erasure_leaves_no_byte_naming_the_person(
         "Parquet files": _tree_bytes(data / "parquet"),
         "Parquet values": parquet_values,
         "hub log": log_file.read_bytes(),
+        "everything else in the data dir": _tree_bytes(data),
     }
     leaks = {where: _found(blob, P1) for where, blob in searched.items() if _found(blob, P1)}
     assert not leaks, leaks
