@@ -15,7 +15,7 @@ jjdbh       接警单编号        always                                    the
 stage       环节              always                                    received/dispatched/arrived/result
 time        时间              always                                    ISO 8601 of the step
 category    警情类别          received                                  code from data/police_categories.csv
-summary     报警内容          received                                  free text, sealed (title = 警情类别：接警单号)
+summary     报警内容          received                                  sealed free text; title = 类别：单号
 level       警情级别          received, optional (3)                    1 一级 urgent … 4 low
 caller      报警人            received, optional                        {name, phone}
 address     发生地址          received, optional

@@ -149,7 +149,7 @@ def load_policy(config_dir: Path | None = None) -> PrivacyPolicy:
         and (prefix or not free_paths)
     ):
         raise ConfigError(
-            f"{path}: [free_text] needs prefix = \"<topic prefix>\" and paths = [dotted field paths]"
+            f'{path}: [free_text] needs prefix = "<topic prefix>" and paths = [dotted field paths]'
         )
     return PrivacyPolicy(
         paths("sealed"), paths("sensitive_kinds"), tuple(subject), days, tuple(free_paths), prefix

@@ -122,11 +122,19 @@ def erase_everywhere(
     3. the raw events in ``CITY`` and ``CITY_DLQ`` (hub.adapters.privacy), through the running
        hub's NATS, or a nats-server started here on the stopped hub's stream store.
     """
-    from hub.privacy import erase, plan_erasure
+    from hub.privacy import plan_erasure
 
-    mapper = ledger.mapper
-    plan = plan_erasure(mapper, ledger.recorder, person, case_id, mentions=mentions)
-    keys = erase(ledger.events, mapper.sealer, plan, reason)
+    plan = plan_erasure(ledger.mapper, ledger.recorder, person, case_id, mentions=mentions)
+    return carry_out(ledger, settings, plan, reason, nats_url=nats_url)
+
+
+def carry_out(
+    ledger: Any, settings: Settings, plan: Any, reason: str, *, nats_url: str | None = None
+) -> dict[str, Any]:
+    """Erase what ``plan`` (hub.privacy.ErasurePlan) covers: keys and record, read models, streams."""
+    from hub.privacy import erase
+
+    keys = erase(ledger.events, ledger.mapper.sealer, plan, reason)
     report: dict[str, Any] = {
         "keys": keys,
         "cases": len(plan.cases),
@@ -136,9 +144,7 @@ def erase_everywhere(
     }
     try:
         done = _erase_in_streams(settings, nats_url, plan.cases | plan.mentioned, plan.values)
-        report["streams"] = {
-            e.stream: f"deleted {len(e.deleted)} of {e.scanned} message(s)" for e in done
-        }
+        report["streams"] = {e.stream: f"deleted {len(e.deleted)} of {e.scanned} message(s)" for e in done}
     except Exception as exc:  # the keys are gone already: say what is left, never hide it
         log.exception("erasure: the NATS streams could not be reached")
         report["streams"] = {
@@ -474,16 +480,25 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Retention by policy: erase the keys of persons whose last report is past the retention period."""
+        from hub.privacy import ErasurePlan
+
+        settings = Settings.from_env(data_dir, store_url)
         ledger = _ledger(data_dir, store_url)
         sealer = ledger.mapper.sealer
         retention = days if days is not None else sealer.policy.retention_days
         moment = datetime.fromisoformat(now) if now else datetime.now(UTC)
-        kids = sealer.keyring.expired(retention, moment)
-        erased = sealer.keyring.erase(kids, f"retention {retention} days")
+        kids = set(sealer.keyring.expired(retention, moment))
+        if not retention or not kids:
+            console.print(
+                "no retention period configured (privacy.toml [retention] days = 0)"
+                if not retention
+                else f"no key past {retention} days of retention"
+            )
+            return
+        plan = ErasurePlan(kids, set(sealer.keyring.cases_of(kids)), set(), set())
+        report = carry_out(ledger, settings, plan, f"retention {retention} days")
         console.print(
-            f"erased {erased} key(s) past {retention} days of retention"
-            if retention
-            else "no retention period configured (privacy.toml [retention] days = 0)"
+            f"erased {report['keys']} key(s) past {retention} days of retention ({report['cases']} case(s))"
         )
 
     @privacy_app.command("erasures")

@@ -44,9 +44,7 @@ class NotificationReader(Protocol):
     def __call__(self, after: int, limit: int) -> Sequence[Notification]: ...
 
 
-def reader_for(
-    recorder: ApplicationRecorder, topics: Sequence[str] = FOLLOWED_TOPICS
-) -> NotificationReader:
+def reader_for(recorder: ApplicationRecorder, topics: Sequence[str] = FOLLOWED_TOPICS) -> NotificationReader:
     """The notification log of an eventsourcing recorder, filtered to case topics (and erasure
     records, see ``ReadModelStore.apply_batch``) in the database.
 

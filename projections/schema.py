@@ -131,9 +131,7 @@ def _masks(paths: Sequence[str]) -> dict[str, tuple[str, ...]]:
     (title, address) under the same names."""
     wanted = set(paths)
     columns = [
-        f
-        for f in FIELDS
-        if f.sql_type == "VARCHAR" and (f"{f.key}.{f.path}" if f.path else f.key) in wanted
+        f for f in FIELDS if f.sql_type == "VARCHAR" and (f"{f.key}.{f.path}" if f.path else f.key) in wanted
     ]
     case_columns = {c for c, _ in CASE_COLUMNS}
     return {

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
+from hub.views import ERASURE_TOPIC
 from projections.derive import (
     CARRY,
     EVENT_INSERT_COLUMNS,
@@ -41,7 +42,6 @@ from projections.schema import (
     grid_path_sql,
     mask_statements,
 )
-from hub.views import ERASURE_TOPIC
 
 _UPSERT_TRACKING = (
     "INSERT INTO tracking VALUES (?, ?) ON CONFLICT (application_name) DO UPDATE "

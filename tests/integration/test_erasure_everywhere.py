@@ -171,13 +171,26 @@ async def test_erasure_leaves_no_byte_naming_the_person(
     intake, task = await start_intake(nc, store_url, writer_process=False)
     reader = build_ledger(store_url)
     service = ProjectionService(
-        data / "views.duckdb", reader.recorder, application_name=reader.name, state_decoder=state_decoder(reader)
+        data / "views.duckdb",
+        reader.recorder,
+        application_name=reader.name,
+        state_decoder=state_decoder(reader),
     )
     own = m.case_id_for("citymgmt-dcm", "E1")
     crisis = m.case_id_for("health-his", "H-9")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HUB_DATA_DIR": str(data)}
     env.pop("HUB_NATS_URL", None)
-    erase = [sys.executable, "-m", "ops.cli", "privacy", "erase", P1["phone"], "--store-url", store_url, "--json"]
+    erase = [
+        sys.executable,
+        "-m",
+        "ops.cli",
+        "privacy",
+        "erase",
+        P1["phone"],
+        "--store-url",
+        store_url,
+        "--json",
+    ]
     try:
         events = _events()
         for e in events:
@@ -185,8 +198,10 @@ async def test_erasure_leaves_no_byte_naming_the_person(
             await js.publish(m.keyed_subject(e["department"], e["type"], case), orjson.dumps(e))
         await js.publish("city.citymgmt.case.reported", _poison())
         await eventually(
-            lambda: intake.stats.dead_lettered == 1
-            and (reader.recorder.max_notification_id() or 0) >= len(events),
+            lambda: (
+                intake.stats.dead_lettered == 1
+                and (reader.recorder.max_notification_id() or 0) >= len(events)
+            ),
             what="every event stored, the poison dead-lettered",
         )
         AuditChain(reader.recorder).extend()
@@ -244,7 +259,10 @@ async def test_erasure_leaves_no_byte_naming_the_person(
 
     # the API of a hub (re)started now: no replay either
     after = ProjectionService(
-        data / "views.duckdb", reader.recorder, application_name=reader.name, state_decoder=state_decoder(reader)
+        data / "views.duckdb",
+        reader.recorder,
+        application_name=reader.name,
+        state_decoder=state_decoder(reader),
     )
     try:
         after.catch_up()
