@@ -27,6 +27,7 @@ persons' keys are created in bulk, one small transaction per batch, *before* the
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -229,7 +230,12 @@ class Keyring:
         return bytes(row["value"])
 
     def kid(self, subject: str) -> str:
-        """The key id of a person (or ``case:<uuid>`` for an anonymous sensitive case)."""
+        """The key id of a person (or ``case:<uuid>``: a case's own key). Cached: the writer asks
+        for it twice an event (preparing the batch's keys, then sealing)."""
+        return self._kid(subject)
+
+    @functools.lru_cache(maxsize=65_536)  # noqa: B019 - one keyring per store, kept for the process
+    def _kid(self, subject: str) -> str:
         h = self._hmac.copy()
         h.update(subject.encode())
         return h.hexdigest()[:32]
@@ -658,13 +664,17 @@ class Erasure(Aggregate):
         self.sealed_paths, self.free_text_paths, self.reason = sealed_paths, free_text_paths, reason
 
 
-def erase(events: EventStore[UUID], sealer: Sealer, plan: ErasurePlan, reason: str) -> int:
-    """Delete the plan's keys, then record the ``Erasure`` event; returns how many keys existed.
+def erase(events: EventStore[UUID], sealer: Sealer, plan: ErasurePlan, reason: str) -> tuple[int, int]:
+    """Delete the plan's keys, then record the ``Erasure`` event; returns how many keys existed
+    (the person's, their cases' own).
 
     Keys first: once the record is in the log every reader must find them gone (a crash between
     the two leaves keys deleted and no record; running the erasure again records it)."""
     kids = plan.kids(sealer.keyring)
-    erased = sealer.keyring.erase(kids, reason)
+    erased = (
+        sealer.keyring.erase(plan.person_kids, reason),
+        sealer.keyring.erase(kids - plan.person_kids, reason),
+    )
     policy = sealer.policy
     record = Erasure._create(
         Erasure.Recorded,

@@ -134,9 +134,10 @@ def carry_out(
     """Erase what ``plan`` (hub.privacy.ErasurePlan) covers: keys and record, read models, streams."""
     from hub.privacy import erase
 
-    keys = erase(ledger.events, ledger.mapper.sealer, plan, reason)
+    person_keys, case_keys = erase(ledger.events, ledger.mapper.sealer, plan, reason)
     report: dict[str, Any] = {
-        "keys": keys,
+        "keys": person_keys,
+        "case_keys": case_keys,
         "cases": len(plan.cases),
         "mentioned": len(plan.mentioned - plan.cases),
         "read_models": _erase_in_read_models(ledger, settings),
@@ -463,8 +464,8 @@ def register(app: typer.Typer) -> None:
             _dump(report)
             return
         console.print(
-            f"erased {report['keys']} key(s): {report['cases']} case(s) reported by the person, "
-            f"{report['mentioned']} other case(s) naming them"
+            f"erased {report['keys']} key(s) of the person and {report['case_keys']} of cases: "
+            f"{report['cases']} case(s) they reported, {report['mentioned']} other case(s) naming them"
         )
         console.print(f"read models: {report['read_models']}")
         for name, done in report["streams"].items():
@@ -498,7 +499,8 @@ def register(app: typer.Typer) -> None:
         plan = ErasurePlan(kids, set(sealer.keyring.cases_of(kids)), set(), set())
         report = carry_out(ledger, settings, plan, f"retention {retention} days")
         console.print(
-            f"erased {report['keys']} key(s) past {retention} days of retention ({report['cases']} case(s))"
+            f"erased {report['keys'] + report['case_keys']} key(s) past {retention} days of retention "
+            f"({report['cases']} case(s))"
         )
 
     @privacy_app.command("erasures")
