@@ -145,7 +145,16 @@ def carry_out(
     }
     try:
         done = _erase_in_streams(settings, nats_url, plan.cases | plan.mentioned, plan.values)
-        report["streams"] = {e.stream: f"deleted {len(e.deleted)} of {e.scanned} message(s)" for e in done}
+        report["streams"] = {
+            e.stream: f"deleted {len(e.deleted)} of {e.scanned} message(s)"
+            + (
+                f"; {len(e.pending)} not yet recorded by the intake were kept: run the command again "
+                "once it has caught up"
+                if e.pending
+                else ""
+            )
+            for e in done
+        }
     except Exception as exc:  # the keys are gone already: say what is left, never hide it
         log.exception("erasure: the NATS streams could not be reached")
         report["streams"] = {

@@ -112,14 +112,19 @@ async def _served(js: Any, stream: str) -> bytes:
     return b"\n".join(parts)
 
 
+def _all_values(con: duckdb.DuckDBPyConnection) -> bytes:
+    """Every value of every table, as JSON text (DuckDB compresses strings in its file)."""
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+    return b"\n".join(
+        orjson.dumps(con.sql(f'SELECT * FROM "{t}"').to_arrow_table().to_pylist(), default=str)
+        for t in tables
+    )
+
+
 def _duckdb_values(path: Path) -> bytes:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        return b"\n".join(
-            orjson.dumps(con.sql(f'SELECT * FROM "{t}"').to_arrow_table().to_pylist(), default=str)
-            for t in tables
-        )
+        return _all_values(con)
     finally:
         con.close()
 
@@ -328,10 +333,30 @@ async def test_erasure_leaves_no_byte_naming_the_person(
 def _duckdb_values_live(service: ProjectionService) -> bytes:
     cur = service.store.reader()
     try:
-        tables = [r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        return b"\n".join(
-            orjson.dumps(cur.sql(f'SELECT * FROM "{t}"').to_arrow_table().to_pylist(), default=str)
-            for t in tables
-        )
+        return _all_values(cur)
     finally:
         cur.close()
+
+
+async def test_an_event_the_intake_has_not_settled_is_kept_until_it_has(nats_server: EmbeddedNats) -> None:
+    """Erasing from CITY never loses an event before the store records it (sealed)."""
+    from hub.adapters.privacy import erase_from_stream
+    from hub.intake import ensure_streams
+
+    nc = await connect_nats(nats_server.url, "test")
+    try:
+        js = nc.jetstream(timeout=10)
+        await ensure_streams(js)
+        pull = await js.pull_subscribe("city.>", durable="intake", stream=m.STREAM)
+        report = case_history("E9", steps=1)[0]
+        report["data"]["reporter"] = dict(P1)
+        await js.publish("city.citymgmt.case.reported", orjson.dumps(report))
+        first = await erase_from_stream(js, m.STREAM, [], [P1["phone"]])
+        assert (first.deleted, first.pending) == ([], [1])
+        for msg in await pull.fetch(1, timeout=5):
+            await msg.ack_sync()
+        second = await erase_from_stream(js, m.STREAM, [], [P1["phone"]])
+        assert (second.deleted, second.pending) == ([1], [])
+        assert not _found(await _served(js, m.STREAM), P1)
+    finally:
+        await nc.close()

@@ -42,6 +42,9 @@ class StreamErasure:
     stream: str
     scanned: int = 0
     deleted: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    """Matches not yet settled by a durable consumer (the intake): kept, so no event is lost
+    before the store records it (sealed); the command says so, and deletes them when run again."""
 
 
 def needles(values: Iterable[str]) -> set[bytes]:
@@ -101,6 +104,7 @@ async def erase_from_stream(
     if not info.state.messages:
         return result
     wanted, found = {str(c) for c in cases}, needles(values)
+    settled = await _settled_through(js, stream, int(info.state.last_seq))
     sub = await js.subscribe(
         info.config.subjects[0] if info.config.subjects else ">",
         ordered_consumer=True,
@@ -115,7 +119,8 @@ async def erase_from_stream(
                 break
             result.scanned += 1
             if concerns(msg.data, msg.headers, wanted, found):
-                result.deleted.append(msg.metadata.sequence.stream)
+                seq = msg.metadata.sequence.stream
+                (result.deleted if seq <= settled else result.pending).append(seq)
             if msg.metadata.num_pending == 0:
                 break
     finally:
@@ -128,6 +133,21 @@ async def erase_from_stream(
     if result.deleted:
         log.info("erasure: deleted %d of %d messages in %s", len(result.deleted), result.scanned, stream)
     return result
+
+
+async def _settled_through(js: Any, stream: str, last: int) -> int:
+    """The highest stream sequence every durable consumer of ``stream`` has settled (acked or
+    terminated) everything up to: the lowest ack floor of those with work left, the stream's
+    end when none has any. Conservative: a consumer's floor only speaks for its own subjects."""
+    floor = last
+    for consumer in await js.consumers_info(stream):
+        if not consumer.config.durable_name:
+            continue  # an ordered reader (``hub dlq list``, a waiting publisher): settles nothing
+        if not consumer.num_pending and not consumer.num_ack_pending:
+            continue  # nothing left for it: every message it will ever take is settled
+        ack = consumer.ack_floor.stream_seq if consumer.ack_floor is not None else 0
+        floor = min(floor, ack)
+    return floor
 
 
 async def erase_from_streams(
