@@ -317,6 +317,7 @@ async def test_erasure_leaves_no_byte_naming_the_person(
         "Parquet files": _tree_bytes(data / "parquet"),
         "Parquet values": parquet_values,
         "hub log": log_file.read_bytes(),
+        "the command's output and log": (done.stdout + done.stderr).encode(),
         "everything else in the data dir": _tree_bytes(data),
     }
     leaks = {where: _found(blob, P1) for where, blob in searched.items() if _found(blob, P1)}
