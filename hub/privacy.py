@@ -27,7 +27,6 @@ persons' keys are created in bulk, one small transaction per batch, *before* the
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import os
@@ -216,6 +215,7 @@ class Keyring:
             f"CREATE INDEX IF NOT EXISTS hub_privacy_cases_kid ON {t('hub_privacy_cases')} (kid)",
         )
         self._hmac = hmac.new(self._secret(), digestmod=hashlib.sha256)
+        self._kids: dict[str, str] = {}
 
     def _secret(self) -> bytes:
         t = self.tables.table("hub_privacy_meta")
@@ -232,13 +232,14 @@ class Keyring:
     def kid(self, subject: str) -> str:
         """The key id of a person (or ``case:<uuid>``: a case's own key). Cached: the writer asks
         for it twice an event (preparing the batch's keys, then sealing)."""
-        return self._kid(subject)
-
-    @functools.lru_cache(maxsize=65_536)  # noqa: B019 - one keyring per store, kept for the process
-    def _kid(self, subject: str) -> str:
-        h = self._hmac.copy()
-        h.update(subject.encode())
-        return h.hexdigest()[:32]
+        kid = self._kids.get(subject)
+        if kid is None:
+            if len(self._kids) >= 65_536:  # the cases active lately; a miss costs one HMAC
+                self._kids.clear()
+            h = self._hmac.copy()
+            h.update(subject.encode())
+            kid = self._kids[subject] = h.hexdigest()[:32]
+        return kid
 
     # -- writing -----------------------------------------------------------------------------
     def case_kid(self, case_id: Any) -> str:

@@ -134,17 +134,20 @@ def carry_out(
     """Erase what ``plan`` (hub.privacy.ErasurePlan) covers: keys and record, read models, streams."""
     from hub.privacy import erase
 
+    # Asked BEFORE the record is written: the running hub's projector compacts its file right
+    # after applying it, and a check made meanwhile would find the file free for an instant.
+    running = _hub_running(settings)
     person_keys, case_keys = erase(ledger.events, ledger.mapper.sealer, plan, reason)
     report: dict[str, Any] = {
         "keys": person_keys,
         "case_keys": case_keys,
         "cases": len(plan.cases),
         "mentioned": len(plan.mentioned - plan.cases),
-        "read_models": _erase_in_read_models(ledger, settings),
+        "read_models": _erase_in_read_models(ledger, settings, running),
         "streams": {},
     }
     try:
-        done = _erase_in_streams(settings, nats_url, plan.cases | plan.mentioned, plan.values)
+        done = _erase_in_streams(settings, nats_url, plan.cases | plan.mentioned, plan.values, running)
         report["streams"] = {
             e.stream: f"deleted {len(e.deleted)} of {e.scanned} message(s)"
             + (
@@ -164,18 +167,30 @@ def carry_out(
     return report
 
 
-def _erase_in_read_models(ledger: Any, settings: Settings) -> str:
-    from ops.cli_read import state_decoder, views_path
-    from projections import ProjectionService
+def _hub_running(settings: Settings) -> bool:
+    """A hub holds this data dir's read models (DuckDB's file lock: another process has it open)."""
+    from ops.cli_read import views_path
     from projections.service import check_not_in_use
 
     path = views_path(settings)
     if not path.exists():
-        return "none yet (built from the store, already erased)"
+        return False
     try:
         check_not_in_use(path)
     except RuntimeError:
+        return True
+    return False
+
+
+def _erase_in_read_models(ledger: Any, settings: Settings, running: bool) -> str:
+    from ops.cli_read import state_decoder, views_path
+    from projections import ProjectionService
+
+    path = views_path(settings)
+    if running:
         return "applied by the running hub's projector (it follows the erasure record in the log)"
+    if not path.exists():
+        return "none yet (built from the store, already erased)"
     service = ProjectionService(
         path, ledger.recorder, application_name=ledger.name, state_decoder=state_decoder(ledger)
     )
@@ -187,7 +202,7 @@ def _erase_in_read_models(ledger: Any, settings: Settings) -> str:
 
 
 def _erase_in_streams(
-    settings: Settings, nats_url: str | None, cases: set[str], values: set[str]
+    settings: Settings, nats_url: str | None, cases: set[str], values: set[str], running: bool
 ) -> list[Any]:
     from hub.adapters.privacy import erase_from_streams
     from ops.bootstrap import connect_nats
@@ -196,17 +211,8 @@ def _erase_in_streams(
     url = settings.resolve_nats_url(nats_url)
     embedded: EmbeddedNats | None = None
     store = settings.data_dir / "nats"
-    running = True
-    if not nats_url and not settings.nats_url and store.exists():
-        from ops.cli_read import views_path
-        from projections.service import check_not_in_use
-
-        try:
-            check_not_in_use(views_path(settings))
-            running = False  # the hub is stopped: its stream store is ours to open
-        except RuntimeError:
-            running = True
-    if not running:
+    if not running and not nats_url and not settings.nats_url and store.exists():
+        # the hub is stopped: its embedded server's stream store is ours to open
         embedded = EmbeddedNats(store_dir=store, port=free_port())
         embedded.start()
         url = embedded.url

@@ -14,7 +14,7 @@ import functools
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -117,12 +117,14 @@ class DuckDBReadModels(ReadModels):
         shared_cursor: bool = False,
         fixed_now: datetime | None = None,
         generation: Callable[[], int] | None = None,
+        reading: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._cursor_factory = cursor
         self._position = position
         self._generation = generation or (lambda: 0)
         """The store's connection generation: a thread's cursor of an older one is replaced
         (the file was compacted and reopened after an erasure, ``ReadModelStore.compact``)."""
+        self._reading = reading or nullcontext
         self._shared = shared_cursor
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -135,6 +137,10 @@ class DuckDBReadModels(ReadModels):
             with self._lock:
                 yield self._cursor_factory()
             return
+        with self._reading():  # the file is not rewritten while this cursor is in use
+            yield self._thread_cursor()
+
+    def _thread_cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cur", None)
         generation = self._generation()
         if (
@@ -148,7 +154,7 @@ class DuckDBReadModels(ReadModels):
         if cur is None:
             cur = self._local.cur = self._cursor_factory()
             self._local.generation = generation
-        yield cur
+        return cur
 
     def arrow(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> pa.Table:
         """Run SQL on this snapshot and return Arrow (the documented entry for data teams)."""

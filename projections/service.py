@@ -65,7 +65,10 @@ class ProjectionService:
             poll_interval=poll_interval, state_decoder=state_decoder,
         )  # fmt: skip
         self.views = DuckDBReadModels(
-            self.store.reader, lambda: self.projector.position, generation=lambda: self.store.generation
+            self.store.reader,
+            lambda: self.projector.position,
+            generation=lambda: self.store.generation,
+            reading=self.store.reading,
         )
 
     def catch_up(self, until: int | None = None, progress: ProgressFn | None = None) -> int:

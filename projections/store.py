@@ -10,6 +10,7 @@ get their own cursors (``reader()``), which see committed snapshots (DuckDB MVCC
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -95,6 +96,46 @@ def _seq_range(batch: pa.Table) -> tuple[int, int]:
     return int(seq[0].as_py()), int(seq[-1].as_py())
 
 
+class _ReadersWriter:
+    """Many readers or one rewriter of the file (``ReadModelStore.compact``), never both.
+
+    Why: compaction closes the connection every cursor hangs on; a query running then would fail
+    ("Connection already closed"). Readers nest (an answer's snapshot holds one while its queries
+    take more), so waiting rewriters do not block new readers; a rewriter that waited
+    ``patience`` seconds goes ahead (the reads then in flight fail once, the next ones reopen)."""
+
+    def __init__(self, patience: float = 30.0) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._rewriting = False
+        self.patience = patience
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._rewriting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def rewriting(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._readers and not self._rewriting, self.patience)
+            self._rewriting = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._rewriting = False
+                self._cond.notify_all()
+
+
 class DuckDBTrackingRecorder(TrackingRecorder):
     """eventsourcing's TrackingRecorder on DuckDB (one row per upstream application).
 
@@ -111,6 +152,7 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         self._staged_range = (0, 0)
         self._empty = False  # bulk load into a store without events: whole-history fold
         self._bulk_threads = 1  # DuckDB threads of the bulk load's staging and intermediate folds
+        self._gate = _ReadersWriter()
         self.generation = 0
         """Bumped when :meth:`ReadModelStore.compact` reopens the file: cursors of an older
         generation belong to a closed connection and are replaced (``DuckDBReadModels``)."""
@@ -147,7 +189,15 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         with self.transaction() as cur:
             self._insert_tracking(cur, tracking)
 
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while reading through a cursor: the file is not rewritten under it (``compact``)."""
+        return self._gate.reading()
+
     def max_tracking_id(self, application_name: str) -> int | None:
+        with self.reading():
+            return self._max_tracking_id(application_name)
+
+    def _max_tracking_id(self, application_name: str) -> int | None:
         cur = self.reader()
         try:
             row = cur.execute(
@@ -336,7 +386,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
         """
         if self.path == ":memory:" or self._bulk:
             return
-        with self._lock:
+        with self._gate.rewriting(), self._lock:
             target = Path(self.path)
             fresh = target.with_name(target.name + ".compact")
             for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
@@ -346,6 +396,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
             self._con.execute(f"ATTACH '{fresh}' AS _compact")
             try:
                 self._con.execute(f'COPY FROM DATABASE "{name}" TO _compact')
+                self._con.execute("CHECKPOINT _compact")  # all in the file: only the file is renamed
             finally:
                 self._con.execute("DETACH _compact")
             self._con.close()
@@ -530,6 +581,10 @@ class ReadModelStore(DuckDBTrackingRecorder):
 
     def counts(self) -> dict[str, Any]:
         """Row counts of every read model (operators, tests)."""
+        with self.reading():
+            return self._counts()
+
+    def _counts(self) -> dict[str, Any]:
         cur = self.reader()
         try:
             return {
