@@ -361,3 +361,27 @@ async def test_an_event_the_intake_has_not_settled_is_kept_until_it_has(nats_ser
         assert not _found(await _served(js, m.STREAM), P1)
     finally:
         await nc.close()
+
+
+def test_erasing_one_anonymous_case_shreds_its_free_text_only(tmp_path: Path) -> None:
+    """`hub privacy erase --case` on a case nobody is named in: its own key goes, nothing else."""
+    from hub.privacy import erase, plan_erasure
+
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    ledger = build_ledger(url)
+    crisis = _events()[-9:-7]  # the anonymous crisis report and its note naming P1
+    kept = _events()[:1]  # P1's own report elsewhere
+    for e in [*kept, *crisis]:
+        outcome = ledger.apply_batch([m.validate(orjson.dumps(e), ledger.catalogue)])  # type: ignore[list-item]
+        assert outcome[0].verdict.value == "applied", outcome
+    case = m.case_id_for("health-his", "H-9")
+    plan = plan_erasure(ledger.mapper, ledger.recorder, case_id=case)
+    assert plan.person_kids == set() and plan.cases == {str(case)}
+    assert erase(ledger.events, ledger.mapper.sealer, plan, "test") == (0, 1)
+    ledger.close()
+    fresh = build_ledger(url)
+    assert fresh.get_case(case).stage.value == "registered"
+    notes = [e.note for e in fresh.events.get(case) if getattr(e, "note", "")]
+    assert notes == [ERASED]
+    assert fresh.get_case(m.case_id_for("citymgmt-dcm", "E1")).reporter["name"] == P1["name"]
+    fresh.close()
