@@ -95,7 +95,7 @@ class CityMgmtConnector(base.Connector):
             actor = f"supervisor:{supervisor}" if supervisor else f"channel:{channel}"
             data = {
                 "category": matter,
-                "title": f"{codes()[matter]}：{description[:40]}",
+                "title": f"{codes()[matter]}：{ref}",  # public: never from the free text
                 "description": description,
                 "priority": "urgent" if r.get("urgent") is True else "normal",
                 "channel": {"supervisor": "grid_worker", "hotline": "hotline_12319", "public": "public"}[

@@ -20,7 +20,7 @@ stage          环节            always                     mediation: filed 收
                                                           award 裁决 · settled 调解结案 · withdrawn 撤回
 time           时间            always                     ISO 8601
 dispute_code   纠纷类型        filed                      ``MD-…`` / ``AR-…``
-summary        案情摘要        filed
+summary        案情摘要        filed                      description only (sealed); title = 纠纷类型：案号
 applicant      申请人          filed                      {name, phone, id_number}
 respondent     被申请人        filed, optional            {name, phone}
 referred_from  来源案件        filed, optional            {source, caseref}: 警调/诉调对接; the referring
@@ -92,7 +92,8 @@ class CourtsConnector(base.Connector):
             base.person(r.get("respondent"), "respondent")
             data = {
                 "category": code,
-                "title": f"{base.code_table('courts_categories.csv')[code]}：{summary[:40]}",
+                # public (the screen shows it): never from the summary, which names the parties
+                "title": f"{base.code_table('courts_categories.csv')[code]}：{ref}",
                 "description": summary,
                 "channel": "court_platform" if kind == "mediation" else "arbitration_commission",
                 "reporter": applicant,

@@ -141,7 +141,7 @@ class Open311Connector(base.Connector):
             description += f"\n地址: {address}"
         data = {
             "category": svc["category"],
-            "title": f"{svc['service_name']}：{description[:40]}",
+            "title": svc["service_name"],  # public (the screen shows it): never from the free text
             "description": description + extra,
             "channel": "open311",
             "location": loc,

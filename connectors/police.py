@@ -15,7 +15,7 @@ jjdbh       接警单编号        always                                    the
 stage       环节              always                                    received/dispatched/arrived/result
 time        时间              always                                    ISO 8601 of the step
 category    警情类别          received                                  code from data/police_categories.csv
-summary     报警内容          received                                  free text (title = first 60 chars)
+summary     报警内容          received                                  sealed free text; title = 类别：单号
 level       警情级别          received, optional (3)                    1 一级 urgent … 4 low
 caller      报警人            received, optional                        {name, phone}
 address     发生地址          received, optional
@@ -92,7 +92,8 @@ class PoliceConnector(base.Connector):
             actor = f"calltaker:{base.text(r, 'operator', required=False) or '110'}"  # 接警员
             data = {
                 "category": category,
-                "title": summary[:60],
+                # public (the screen shows it): from the category and 接警单号, never the summary
+                "title": f"{base.code_table('police_categories.csv')[category]}：{ref}",
                 "description": summary,
                 "priority": base.PRIORITY_BY_LEVEL[level],
                 "channel": "police_110",

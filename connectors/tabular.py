@@ -258,7 +258,9 @@ class TabularConnector(base.Connector):
         if closed is not None and closed < dispatched:
             raise RecordError(cols["closed"], "closing time is before the dispatch time")
         description = self._cell(row, "description")
-        title = self._cell(row, "title") or f"{native_category}：{description[:40]}".rstrip("：")
+        # public (the screen shows it): without a title column, category and case number, never the
+        # free-text description (a mapped title column is the source system's own public title)
+        title = self._cell(row, "title") or f"{native_category}：{ref}".lstrip("：")
         priority_raw = self._cell(row, "priority")
         priority = mp.priorities.get(priority_raw, "normal") if priority_raw else "normal"
         loc = None

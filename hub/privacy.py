@@ -38,21 +38,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import EventStore, Mapper, Recording, StoredEvent
 from eventsourcing.utils import get_topic
 
 from hub.audit.sql import StoreTables
 from hub.config import ConfigError, config_file
+from hub.views import ERASED, ERASURE_TOPIC
 
-ERASED = "[erased]"
-"""What a personal field reads as once its person's key is gone."""
+__all__ = ["ERASED", "ERASURE_TOPIC", "Erasure", "Keyring", "PrivacyMapper", "Sealer", "load_policy"]
+
 SEALED_KEY = "_pii_"
 _MARK = b'"_pii_"'
+_ERASURE_MARK = b'"erased_kids"'
+_LISTS = frozenset({"attachments"})
+"""Sealed paths holding lists: an erased list reads as empty (the field keeps its type)."""
 _NONCE = 12
 
 
@@ -65,13 +70,36 @@ class PrivacyPolicy:
     sensitive_kinds: Mapping[str, tuple[str, ...]]
     subject: tuple[str, ...]
     retention_days: int = 0
+    free_text: tuple[str, ...] = ()
+    free_text_prefix: str = ""
+
+    def covers(self, topic: str) -> bool:
+        """True when events of ``topic`` may have sealed fields (cheap: the mapper asks per event)."""
+        return topic in self.sealed or bool(
+            self.free_text and self.free_text_prefix and topic.startswith(self.free_text_prefix)
+        )
+
+    def names_person(self, topic: str) -> bool:
+        """Events of ``topic`` are sealed under the key of the person they name (reports)."""
+        return topic in self.sealed
 
     def paths(self, topic: str, state: Mapping[str, Any]) -> tuple[str, ...]:
-        base = self.sealed.get(topic)
-        if base is None:
-            return ()
-        extra = self.sensitive_kinds.get(str(state.get("kind")))
-        return base + extra if extra else base
+        base = self.sealed.get(topic, ())
+        if self.free_text and self.free_text_prefix and topic.startswith(self.free_text_prefix):
+            base = base + tuple(p for p in self.free_text if p not in base)
+        if topic in self.sealed:
+            extra = self.sensitive_kinds.get(str(state.get("kind")))
+            if extra:
+                base = base + tuple(p for p in extra if p not in base)
+        return base
+
+    @property
+    def all_paths(self) -> tuple[str, ...]:
+        """Every path any event may have sealed (what the read models mask after an erasure)."""
+        out: list[str] = []
+        for group in (*self.sealed.values(), self.free_text, *self.sensitive_kinds.values()):
+            out.extend(p for p in group if p not in out)
+        return tuple(out)
 
     def subject_of(self, state: Mapping[str, Any]) -> str | None:
         """The person an event is about (``leaf:normalised value``), or None when anonymous."""
@@ -111,7 +139,21 @@ def load_policy(config_dir: Path | None = None) -> PrivacyPolicy:
     days = raw.get("retention", {}).get("days", 0)
     if not isinstance(days, int) or days < 0:
         raise ConfigError(f"{path}: [retention] days must be a whole number ≥ 0 (0 = keep until erased)")
-    return PrivacyPolicy(paths("sealed"), paths("sensitive_kinds"), tuple(subject), days)
+    free = raw.get("free_text", {})
+    free_paths, prefix = free.get("paths", []), free.get("prefix", "")
+    if not (
+        isinstance(free, dict)
+        and isinstance(prefix, str)
+        and isinstance(free_paths, list)
+        and all(isinstance(p, str) and p for p in free_paths)
+        and (prefix or not free_paths)
+    ):
+        raise ConfigError(
+            f'{path}: [free_text] needs prefix = "<topic prefix>" and paths = [dotted field paths]'
+        )
+    return PrivacyPolicy(
+        paths("sealed"), paths("sensitive_kinds"), tuple(subject), days, tuple(free_paths), prefix
+    )
 
 
 def get_path(state: Mapping[str, Any], path: str) -> Any:
@@ -166,8 +208,14 @@ class Keyring:
             " reason TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {t('hub_privacy_meta')} (name TEXT PRIMARY KEY,"
             f" value {blob} NOT NULL)",
+            # the key index: which person's key seals the report of which case (no personal data:
+            # a case id and an HMAC), so that erasing a person finds their cases at once
+            f"CREATE TABLE IF NOT EXISTS {t('hub_privacy_cases')} (case_id TEXT PRIMARY KEY,"
+            " kid TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS hub_privacy_cases_kid ON {t('hub_privacy_cases')} (kid)",
         )
         self._hmac = hmac.new(self._secret(), digestmod=hashlib.sha256)
+        self._kids: dict[str, str] = {}
 
     def _secret(self) -> bytes:
         t = self.tables.table("hub_privacy_meta")
@@ -182,25 +230,45 @@ class Keyring:
         return bytes(row["value"])
 
     def kid(self, subject: str) -> str:
-        """The key id of a person (or ``case:<uuid>`` for an anonymous sensitive case)."""
-        h = self._hmac.copy()
-        h.update(subject.encode())
-        return h.hexdigest()[:32]
+        """The key id of a person (or ``case:<uuid>``: a case's own key). Cached: the writer asks
+        for it twice an event (preparing the batch's keys, then sealing)."""
+        kid = self._kids.get(subject)
+        if kid is None:
+            if len(self._kids) >= 65_536:  # the cases active lately; a miss costs one HMAC
+                self._kids.clear()
+            h = self._hmac.copy()
+            h.update(subject.encode())
+            kid = self._kids[subject] = h.hexdigest()[:32]
+        return kid
 
     # -- writing -----------------------------------------------------------------------------
-    def ensure(self, kids: Iterable[str]) -> None:
-        """Make sure every key exists (created in ONE transaction) and note today's report."""
+    def case_kid(self, case_id: Any) -> str:
+        """The key id of a case's own key: its free text (notes, reasons, descriptions) is sealed
+        under it, so one case can be shredded alone and a person's erasure shreds each of theirs."""
+        return self.kid(f"case:{case_id}")
+
+    def ensure(self, kids: Iterable[str], cases: Iterable[tuple[str, str]] = ()) -> None:
+        """Make sure every key exists (created in ONE transaction) and note today's report;
+        ``cases``: (case id, person key id) pairs of new reports for the key index."""
         self._refresh()
         today = datetime.now(UTC).date().isoformat()
         wanted = set(kids)
+        index = [(c, k) for c, k in dict(cases).items()]
         with self._lock:
             missing = [k for k in wanted if k not in self._ciphers]
             stale = [k for k in wanted if k in self._ciphers and self._seen.get(k, "") < today]
-        if not missing and not stale:
+        if not missing and not stale and not index:
             return
         t = self.tables.table("hub_privacy_keys")
         now = datetime.now(UTC).isoformat()
         with self.tables.transaction() as cur:
+            if index:
+                self.tables.executemany(
+                    cur,
+                    f"INSERT INTO {self.tables.table('hub_privacy_cases')} (case_id, kid) VALUES (?, ?)"
+                    " ON CONFLICT (case_id) DO NOTHING",
+                    index,
+                )
             self.tables.executemany(
                 cur,
                 f"INSERT INTO {t} (kid, key, created_at, last_seen) VALUES (?, ?, ?, ?)"
@@ -343,6 +411,28 @@ class Keyring:
             row["kid"] for row in self.tables.query(f"SELECT kid FROM {t} WHERE last_seen < ?", (cutoff,))
         ]
 
+    def cases_of(self, kids: Iterable[str]) -> dict[str, str]:
+        """Case id → person key id of every case reported under one of ``kids`` (the key index)."""
+        kids = sorted(set(kids))
+        out: dict[str, str] = {}
+        t = self.tables.table("hub_privacy_cases")
+        for i in range(0, len(kids), 500):
+            chunk = kids[i : i + 500]
+            rows = self.tables.query(
+                f"SELECT case_id, kid FROM {t} WHERE kid IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            out.update((str(r["case_id"]), str(r["kid"])) for r in rows)
+        return out
+
+    def forget(self, kids: Iterable[str]) -> None:
+        """Drop cached keys at once (the projector's decoder meets an erasure record in the log:
+        every event after it must read those keys as erased, not wait for ``refresh_seconds``)."""
+        with self._lock:
+            for kid in kids:
+                self._ciphers.pop(kid, None)
+                self._seen.pop(kid, None)
+        self._checked = 0.0
+
     def erasures(self) -> list[tuple[str, str, str]]:
         t = self.tables.table("hub_privacy_erasures")
         rows = self.tables.query(f"SELECT kid, erased_at, reason FROM {t} ORDER BY erased_at")
@@ -357,20 +447,24 @@ class Sealer:
         self.policy = policy
         self.keyring = keyring
 
+    def _subject(self, topic: str, state: Mapping[str, Any], originator_id: Any) -> str:
+        """A report is sealed under its person's key; every later event of the case (and an
+        anonymous report) under the case's own key."""
+        person = self.policy.subject_of(state) if self.policy.names_person(topic) else None
+        return person or f"case:{originator_id}"
+
     def kid_for(self, topic: str, state: Mapping[str, Any], originator_id: Any) -> str | None:
         paths = self.policy.paths(topic, state)
-        if not paths or all(get_path(state, p) in (None, "") for p in paths):
+        if not paths or all(get_path(state, p) in (None, "", []) for p in paths):
             return None
-        subject = self.policy.subject_of(state) or f"case:{originator_id}"
-        return self.keyring.kid(subject)
+        return self.keyring.kid(self._subject(topic, state, originator_id))
 
     def seal(self, topic: str, state: dict[str, Any], originator_id: Any) -> None:
         paths = self.policy.paths(topic, state)
-        values = {p: v for p in paths if (v := get_path(state, p)) not in (None, "")}
+        values = {p: v for p in paths if (v := get_path(state, p)) not in (None, "", [])}
         if not values:
             return
-        subject = self.policy.subject_of(state) or f"case:{originator_id}"
-        kid = self.keyring.kid(subject)
+        kid = self.keyring.kid(self._subject(topic, state, originator_id))
         cipher = self.keyring.for_writing(kid)
         for p in values:
             _set_path(state, p, None)
@@ -398,11 +492,22 @@ class Sealer:
             return
         values = self.open(sealed)
         for p in sealed["p"]:
-            _set_path(state, p, ERASED if values is None else values.get(p))
+            if values is None:
+                _set_path(state, p, [] if p in _LISTS else ERASED)
+            else:
+                _set_path(state, p, values.get(p))
 
     def reveal_json(self, data: bytes) -> bytes:
-        """Stored JSON → JSON with personal fields opened (the projector's decoder; cheap when unsealed)."""
+        """Stored JSON → JSON with personal fields opened (the projector's decoder; cheap when unsealed).
+
+        An erasure record met in the log drops its keys from this process's cache at once, so
+        every event decoded after it reads those persons as erased (the log's order is the
+        order of truth; the key table's refresh is only the safety net)."""
         if _MARK not in data:
+            if _ERASURE_MARK in data:
+                record = orjson.loads(data)
+                if isinstance(record, dict) and isinstance(record.get("erased_kids"), list):
+                    self.keyring.forget(str(k) for k in record["erased_kids"])
             return data
         state = orjson.loads(data)
         self.unseal(state)
@@ -427,7 +532,7 @@ class PrivacyMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         sealer = self.sealer
         topic = get_topic(type(domain_event))
-        if sealer is None or topic not in sealer.policy.sealed:
+        if sealer is None or not sealer.policy.covers(topic):
             return super().to_stored_event(domain_event)
         state = dict(vars(domain_event))
         originator_id = state.pop("originator_id")
@@ -458,14 +563,19 @@ class PrivacyMapper(Mapper[UUID]):
         if sealer is None:
             return
         kids = []
+        cases = []
+        policy = sealer.policy
         for event in domain_events:
             topic = get_topic(type(event))
-            if topic in sealer.policy.sealed:
-                kid = sealer.kid_for(topic, vars(event), event.originator_id)
+            if policy.covers(topic):
+                state = vars(event)
+                kid = sealer.kid_for(topic, state, event.originator_id)
                 if kid is not None:
                     kids.append(kid)
+                    if policy.names_person(topic) and policy.subject_of(state) is not None:
+                        cases.append((str(event.originator_id), kid))
         if kids:
-            sealer.keyring.ensure(kids)
+            sealer.keyring.ensure(kids, cases)
 
     def decode_state(self, state: bytes) -> bytes:
         """Stored bytes → JSON with personal fields opened (decrypts/decompresses a ciphered store)."""
@@ -516,24 +626,157 @@ def _tables_for(recorder: Any) -> StoreTables:
 
 
 # ---------------------------------------------------------------------------------------- erasure
+class Erasure(Aggregate):
+    """The record of one erasure in the event store itself (删除记录), after its keys are deleted.
+
+    Why an event: the read models follow the notification log, so an erasure recorded there is
+    applied by the running hub's projector in log order, exactly once, and by a projector that
+    was down at its next start, with no rebuild and no side channel. It is chained (hub.audit)
+    like every event, so the proof of erasure is as tamper-evident as the history it erased.
+    It holds no personal data: key ids are HMACs, cases are the hub's ids, paths are names.
+    ``erased_cases``: every sealed path of these cases is masked; ``mentioned_cases``: only
+    their free text (another person reported them).
+    """
+
+    TOPIC = "citybrain.privacy.erasure"
+
+    class Event(Aggregate.Event):
+        TOPIC = "citybrain.privacy.erasure.event"
+
+    class Recorded(Aggregate.Created, Event):
+        TOPIC = ERASURE_TOPIC
+        erased_kids: list[str]
+        erased_cases: list[str]
+        mentioned_cases: list[str]
+        sealed_paths: list[str]
+        free_text_paths: list[str]
+        reason: str
+
+    def __init__(
+        self,
+        erased_kids: list[str],
+        erased_cases: list[str],
+        mentioned_cases: list[str],
+        sealed_paths: list[str],
+        free_text_paths: list[str],
+        reason: str,
+    ) -> None:
+        self.erased_kids, self.erased_cases, self.mentioned_cases = erased_kids, erased_cases, mentioned_cases
+        self.sealed_paths, self.free_text_paths, self.reason = sealed_paths, free_text_paths, reason
+
+
+def erase(events: EventStore[UUID], sealer: Sealer, plan: ErasurePlan, reason: str) -> tuple[int, int]:
+    """Delete the plan's keys, then record the ``Erasure`` event; returns how many keys existed
+    (the person's, their cases' own).
+
+    Keys first: once the record is in the log every reader must find them gone (a crash between
+    the two leaves keys deleted and no record; running the erasure again records it)."""
+    kids = plan.kids(sealer.keyring)
+    erased = (
+        sealer.keyring.erase(plan.person_kids, reason),
+        sealer.keyring.erase(kids - plan.person_kids, reason),
+    )
+    policy = sealer.policy
+    record = Erasure._create(
+        Erasure.Recorded,
+        id=uuid4(),
+        erased_kids=sorted(kids),
+        erased_cases=sorted(plan.cases),
+        mentioned_cases=sorted(plan.mentioned - plan.cases),
+        sealed_paths=list(policy.all_paths),
+        free_text_paths=list(policy.free_text),
+        reason=reason,
+    )
+    events.put(record.collect_events())
+    return erased
+
+
 def find_person(mapper: PrivacyMapper, recorder: Any, person: str) -> set[str]:
     """Key ids of a person given by id number, phone or name (derived, and found by value in reports)."""
+    return plan_erasure(mapper, recorder, person=person, mentions=False).person_kids
+
+
+@dataclass(frozen=True, slots=True)
+class ErasurePlan:
+    """What erasing one person (or the reporter of one case) covers, found before any key is deleted.
+
+    ``person_kids``: the person's own keys (their reports). ``cases``: every case they reported
+    (the key index) — each case's own key goes too, so its notes, reasons and descriptions read
+    ``[erased]``. ``mentioned``: other cases whose sealed free text names one of the person's values
+    (a crisis note with their phone): those cases' own keys go too (not their reporters'). ``values``:
+    the person's name, phone and id number as reported — held in memory only, to find raw copies
+    outside the store (the NATS streams) — never stored.
+    """
+
+    person_kids: set[str]
+    cases: set[str]
+    mentioned: set[str]
+    values: set[str]
+
+    def kids(self, keyring: Keyring) -> set[str]:
+        """Every key to delete: the person's and each covered case's own."""
+        return self.person_kids | {keyring.case_kid(c) for c in self.cases | self.mentioned}
+
+
+def plan_erasure(
+    mapper: PrivacyMapper,
+    recorder: Any,
+    person: str | None = None,
+    case_id: UUID | None = None,
+    *,
+    mentions: bool = True,
+) -> ErasurePlan:
+    """Find a person's keys, cases and values (by id number, phone or name, or by one of their cases).
+
+    Two passes over the sealed events (an erasure is rare; the log is read, never changed): the
+    reports identify the person and their values, then (``mentions``) every sealed free text is
+    searched for those values. Values shorter than 2 characters never match free text."""
     sealer = mapper.sealer
     assert sealer is not None
-    wanted = normalise(person)
-    kids = {sealer.keyring.kid(f"{kind}:{wanted}") for kind in sealer.policy.subject_kinds}
-    topics = list(sealer.policy.sealed)
-    for state in _sealed_states(mapper, recorder, topics):
-        if wanted in set(sealer.subjects(state)):
-            kids.add(str(state[SEALED_KEY]["k"]))
-    return kids
+    keyring, policy = sealer.keyring, sealer.policy
+    wanted = normalise(person) if person else None
+    kids: set[str] = set()
+    cases: set[str] = set()
+    if wanted:
+        kids |= {keyring.kid(f"{kind}:{wanted}") for kind in policy.subject_kinds}
+    if case_id is not None:
+        cases.add(str(case_id))
+        kid = case_kid(mapper, recorder, case_id)
+        if kid is not None and kid != keyring.case_kid(case_id):
+            kids.add(kid)
+    values: set[str] = {person} if person else set()
+    reports = list(policy.sealed)
+    for originator, state in _sealed_states(mapper, recorder, reports):
+        sealed = state[SEALED_KEY]
+        opened = sealer.open(sealed)
+        if opened is None:
+            continue
+        found = {normalise(v) for v in opened.values() if isinstance(v, str)}
+        if str(sealed["k"]) in kids or (wanted is not None and wanted in found):
+            kids.add(str(sealed["k"]))
+            cases.add(str(originator))
+            values |= {str(v) for p, v in opened.items() if p in policy.subject and v}
+    cases |= set(keyring.cases_of(kids))
+    mentioned: set[str] = set()
+    needles = {normalise(v) for v in values if len(normalise(v)) >= 2}
+    if mentions and needles:
+        for originator, state in _sealed_states(mapper, recorder, None):
+            if str(originator) in cases:
+                continue
+            opened = sealer.open(state[SEALED_KEY])
+            text = " ".join(normalise(v) for v in (opened or {}).values() if isinstance(v, str))
+            if any(n in text for n in needles):
+                mentioned.add(str(originator))
+    return ErasurePlan(kids, cases, mentioned, values)
 
 
-def _sealed_states(mapper: PrivacyMapper, recorder: Any, topics: list[str]) -> Iterator[dict[str, Any]]:
+def _sealed_states(
+    mapper: PrivacyMapper, recorder: Any, topics: list[str] | None
+) -> Iterator[tuple[Any, dict[str, Any]]]:
     start = 0
     while True:
         section = recorder.select_notifications(
-            start=start, limit=5000, topics=topics, inclusive_of_start=False
+            start=start, limit=5000, topics=topics or (), inclusive_of_start=False
         )
         if not section:
             return
@@ -544,7 +787,7 @@ def _sealed_states(mapper: PrivacyMapper, recorder: Any, topics: list[str]) -> I
             if mapper.compressor is not None:
                 data = mapper.compressor.decompress(data)
             if _MARK in data:
-                yield orjson.loads(data)
+                yield n.originator_id, orjson.loads(data)
         start = section[-1].id
 
 

@@ -325,3 +325,12 @@ class ReadModels(Protocol):
     def as_of(self, *, position: int | None = None, time: datetime | None = None) -> ReadModels:
         """The same read models as they stood after ``position``, or at recorded ``time``."""
         ...
+
+
+# ------------------------------------------------------------------ erasure (个人信息删除)
+ERASED = "[erased]"
+"""What a personal field reads as once its person's key was erased (crypto-shredding, hub.privacy)."""
+ERASURE_TOPIC = "citybrain.privacy.erased.v1"
+"""The stored event recording an erasure (``hub privacy erase``): the key ids, the cases they seal
+and the sealed field paths. The projector follows it in log order and masks those cases' sealed
+columns at once (no rebuild); it holds no personal data."""

@@ -105,6 +105,136 @@ async def anchor_forever(nc: Any, recorder: Any, name: str = "CityHub", interval
         await asyncio.sleep(interval)
 
 
+# ------------------------------------------------------------------------------------ erasure
+def erase_everywhere(
+    ledger: Any,
+    settings: Settings,
+    person: str | None,
+    case_id: UUID | None,
+    reason: str,
+    *,
+    nats_url: str | None = None,
+    mentions: bool = True,
+) -> dict[str, Any]:
+    """``hub privacy erase``: every place the hub holds the person, in one command.
+
+    1. the keys (the store keeps only ciphertext, the audit chain is untouched) and the
+       ``Erasure`` record in the log (hub.privacy.erase);
+    2. the read models: a running hub's projector applies the record within its poll interval
+       (it holds the DuckDB file); with the hub stopped the projector is run here, to the end of
+       the log, so the file is masked (and compacted) before this command returns;
+    3. the raw events in ``CITY`` and ``CITY_DLQ`` (hub.adapters.privacy), through the running
+       hub's NATS, or a nats-server started here on the stopped hub's stream store.
+    """
+    from hub.privacy import plan_erasure
+
+    plan = plan_erasure(ledger.mapper, ledger.recorder, person, case_id, mentions=mentions)
+    return carry_out(ledger, settings, plan, reason, nats_url=nats_url)
+
+
+def carry_out(
+    ledger: Any, settings: Settings, plan: Any, reason: str, *, nats_url: str | None = None
+) -> dict[str, Any]:
+    """Erase what ``plan`` (hub.privacy.ErasurePlan) covers: keys and record, read models, streams."""
+    from hub.privacy import erase
+
+    # Asked BEFORE the record is written: the running hub's projector compacts its file right
+    # after applying it, and a check made meanwhile would find the file free for an instant.
+    running = _hub_running(settings)
+    person_keys, case_keys = erase(ledger.events, ledger.mapper.sealer, plan, reason)
+    report: dict[str, Any] = {
+        "keys": person_keys,
+        "case_keys": case_keys,
+        "cases": len(plan.cases),
+        "mentioned": len(plan.mentioned - plan.cases),
+        "read_models": _erase_in_read_models(ledger, settings, running),
+        "streams": {},
+    }
+    try:
+        done = _erase_in_streams(settings, nats_url, plan.cases | plan.mentioned, plan.values, running)
+        report["streams"] = {
+            e.stream: f"deleted {len(e.deleted)} of {e.scanned} message(s)"
+            + (
+                f"; {len(e.pending)} not yet recorded by the intake were kept: run the command again "
+                "once it has caught up"
+                if e.pending
+                else ""
+            )
+            for e in done
+        }
+    except Exception as exc:  # the keys are gone already: say what is left, never hide it
+        log.exception("erasure: the NATS streams could not be reached")
+        report["streams"] = {
+            "CITY, CITY_DLQ": f"NOT erased ({exc.__class__.__name__}: {exc}); run the command "
+            "again when NATS is reachable"
+        }
+    return report
+
+
+def _hub_running(settings: Settings) -> bool:
+    """A hub holds this data dir's read models (DuckDB's file lock: another process has it open)."""
+    from ops.cli_read import views_path
+    from projections.service import check_not_in_use
+
+    path = views_path(settings)
+    if not path.exists():
+        return False
+    try:
+        check_not_in_use(path)
+    except RuntimeError:
+        return True
+    return False
+
+
+def _erase_in_read_models(ledger: Any, settings: Settings, running: bool) -> str:
+    from ops.cli_read import state_decoder, views_path
+    from projections import ProjectionService
+
+    path = views_path(settings)
+    if running:
+        return "applied by the running hub's projector (it follows the erasure record in the log)"
+    if not path.exists():
+        return "none yet (built from the store, already erased)"
+    service = ProjectionService(
+        path, ledger.recorder, application_name=ledger.name, state_decoder=state_decoder(ledger)
+    )
+    try:
+        service.catch_up()
+    finally:
+        service.close()
+    return f"masked and compacted ({path})"
+
+
+def _erase_in_streams(
+    settings: Settings, nats_url: str | None, cases: set[str], values: set[str], running: bool
+) -> list[Any]:
+    from hub.adapters.privacy import erase_from_streams
+    from ops.bootstrap import connect_nats
+    from ops.natsd import EmbeddedNats, free_port
+
+    url = settings.resolve_nats_url(nats_url)
+    embedded: EmbeddedNats | None = None
+    store = settings.data_dir / "nats"
+    if not running and not nats_url and not settings.nats_url and store.exists():
+        # the hub is stopped: its embedded server's stream store is ours to open
+        embedded = EmbeddedNats(store_dir=store, port=free_port())
+        embedded.start()
+        url = embedded.url
+
+    async def run() -> list[Any]:
+        nc = await asyncio.wait_for(connect_nats(url, "hub-privacy", connect_timeout=2.0), 10)
+        try:
+            return await erase_from_streams(nc.jetstream(timeout=10), cases, values)
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(asyncio.wait_for(run(), 300))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 # ------------------------------------------------------------------------------------ helpers
 def _ledger(data_dir: Path | None, store_url: str | None) -> Any:
     from ops.bootstrap import build_ledger
@@ -343,27 +473,37 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[
             str, typer.Option(help="Recorded with the erasure (no personal data).")
         ] = "right to erasure",
+        mentions: Annotated[
+            bool,
+            typer.Option(
+                "--mentions/--no-mentions",
+                help="Also shred other cases whose sealed free text names the person's values.",
+            ),
+        ] = True,
         data_dir: DataDir = None,
         store_url: StoreUrl = None,
+        nats_url: NatsUrl = None,
+        as_json: Json = False,
     ) -> None:
-        """Crypto-shred a person: delete their key; their fields read [erased] everywhere after a rebuild."""
-        from hub.privacy import case_kid, find_person
-
+        """Crypto-shred a person everywhere at once: keys, read models (running hub or not), NATS streams."""
         if not person and not case:
             raise typer.BadParameter("give PERSON or --case")
+        settings = Settings.from_env(data_dir, store_url)
         ledger = _ledger(data_dir, store_url)
-        mapper = ledger.mapper
-        kids: set[str] = set()
-        if person:
-            kids |= find_person(mapper, ledger.recorder, person)
-        if case:
-            kid = case_kid(mapper, ledger.recorder, parse_case(case))
-            if kid:
-                kids.add(kid)
-        erased = mapper.sealer.keyring.erase(kids, reason)
+        report = erase_everywhere(
+            ledger, settings, person, parse_case(case) if case else None, reason,
+            nats_url=nats_url, mentions=mentions,
+        )  # fmt: skip
+        if as_json:
+            _dump(report)
+            return
         console.print(
-            f"erased {erased} key(s); rebuild the read models (`hub replay`) so every view shows [erased]"
+            f"erased {report['keys']} key(s) of the person and {report['case_keys']} of cases: "
+            f"{report['cases']} case(s) they reported, {report['mentioned']} other case(s) naming them"
         )
+        console.print(f"read models: {report['read_models']}")
+        for name, done in report["streams"].items():
+            console.print(f"stream {name}: {done}")
 
     @privacy_app.command("expire")
     def expire_cmd(
@@ -375,16 +515,26 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Retention by policy: erase the keys of persons whose last report is past the retention period."""
+        from hub.privacy import ErasurePlan
+
+        settings = Settings.from_env(data_dir, store_url)
         ledger = _ledger(data_dir, store_url)
         sealer = ledger.mapper.sealer
         retention = days if days is not None else sealer.policy.retention_days
         moment = datetime.fromisoformat(now) if now else datetime.now(UTC)
-        kids = sealer.keyring.expired(retention, moment)
-        erased = sealer.keyring.erase(kids, f"retention {retention} days")
+        kids = set(sealer.keyring.expired(retention, moment))
+        if not retention or not kids:
+            console.print(
+                "no retention period configured (privacy.toml [retention] days = 0)"
+                if not retention
+                else f"no key past {retention} days of retention"
+            )
+            return
+        plan = ErasurePlan(kids, set(sealer.keyring.cases_of(kids)), set(), set())
+        report = carry_out(ledger, settings, plan, f"retention {retention} days")
         console.print(
-            f"erased {erased} key(s) past {retention} days of retention"
-            if retention
-            else "no retention period configured (privacy.toml [retention] days = 0)"
+            f"erased {report['keys'] + report['case_keys']} key(s) past {retention} days of retention "
+            f"({report['cases']} case(s))"
         )
 
     @privacy_app.command("erasures")

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
-from projections.schema import TOPICS
+from projections.schema import FOLLOWED_TOPICS
 from projections.store import BATCH_SCHEMA, ReadModelStore
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ class NotificationReader(Protocol):
     def __call__(self, after: int, limit: int) -> Sequence[Notification]: ...
 
 
-def reader_for(recorder: ApplicationRecorder, topics: Sequence[str] = TOPICS) -> NotificationReader:
-    """The notification log of an eventsourcing recorder, filtered to case topics in the database.
+def reader_for(recorder: ApplicationRecorder, topics: Sequence[str] = FOLLOWED_TOPICS) -> NotificationReader:
+    """The notification log of an eventsourcing recorder, filtered to case topics (and erasure
+    records, see ``ReadModelStore.apply_batch``) in the database.
 
     Why the gap check (PostgreSQL): ids come from a sequence when a row is inserted, rows become
     visible when their transaction commits. Unless every writer takes the library's table lock

@@ -18,7 +18,7 @@ import time as _time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -120,9 +120,15 @@ class DuckDBReadModels(ReadModels):
         *,
         shared_cursor: bool = False,
         fixed_now: datetime | None = None,
+        generation: Callable[[], int] | None = None,
+        reading: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._cursor_factory = cursor
         self._position = position
+        self._generation = generation or (lambda: 0)
+        """The store's connection generation: a thread's cursor of an older one is replaced
+        (the file was compacted and reopened after an erasure, ``ReadModelStore.compact``)."""
+        self._reading = reading or nullcontext
         self._shared = shared_cursor
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -136,10 +142,24 @@ class DuckDBReadModels(ReadModels):
             with self._lock:
                 yield self._cursor_factory()
             return
+        with self._reading():  # the file is not rewritten while this cursor is in use
+            yield self._thread_cursor()
+
+    def _thread_cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cur", None)
+        generation = self._generation()
+        if (
+            cur is not None
+            and getattr(self._local, "generation", generation) != generation
+            and not getattr(self._local, "in_snapshot", False)  # never swap inside a transaction
+        ):
+            with suppress(duckdb.Error):
+                cur.close()
+            cur = None
         if cur is None:
             cur = self._local.cur = self._cursor_factory()
-        yield cur
+            self._local.generation = generation
+        return cur
 
     def arrow(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> pa.Table:
         """Run SQL on this snapshot and return Arrow (the documented entry for data teams)."""
@@ -528,11 +548,16 @@ class RewindCache:
         )
         self.built = 0
         """Snapshots built so far (the rest were served from the cache)."""
+        self._generation = live._generation()
+        """The live store's generation the kept snapshots belong to: an erasure compacts and reopens
+        the file (``ReadModelStore.compact``), and a snapshot built before it would still serve the
+        erased values from its TEMP tables, over a connection that is closed anyway."""
 
     def get(self, *, position: int | None = None, time: datetime | None = None) -> Future[DuckDBReadModels]:
         if (position is None) == (time is None):
             raise ValueError("rewind needs exactly one of position= or time=")
         n = int(position) if position is not None else self.live.position_at(time)  # type: ignore[arg-type]
+        self._forget_older_generation()
         with self._lock:
             snap = self._snapshots.get(n)
             if snap is not None:
@@ -570,11 +595,24 @@ class RewindCache:
         moment._lock = snap._lock  # the same cursor: the same lock
         return moment
 
+    def _forget_older_generation(self) -> None:
+        generation = self.live._generation()
+        with self._lock:
+            if generation == self._generation:
+                return
+            self._generation = generation
+            snaps, self._snapshots = list(self._snapshots.values()), OrderedDict()
+        for old in snaps:
+            with old._lock:  # after a query still running on it
+                old.close()
+
     def _build(self, n: int) -> Snapshot:
         try:
+            generation = self.live._generation()
             snap = Snapshot.build(self.live._cursor_factory, position=n)
             self.built += 1
-            self._keep(n, snap)
+            if generation == self.live._generation():
+                self._keep(n, snap)  # else built across an erasure: served once, never kept
             return snap
         finally:
             with self._lock:

@@ -12,9 +12,11 @@ and UUIDs ``{"_type_": "uuid_hex", "_data_": …}``; ``wrapped`` fields unwrap `
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hub.domain import Case
+from hub.views import ERASED, ERASURE_TOPIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,41 @@ def _event_classes() -> dict[str, str]:
 
 TOPIC_TYPES: dict[str, str] = _event_classes()
 TOPICS: tuple[str, ...] = tuple(sorted(TOPIC_TYPES))
+FOLLOWED_TOPICS: tuple[str, ...] = (*TOPICS, ERASURE_TOPIC)
+"""What the projector reads: the case events, and erasure records (applied as masks, never rows)."""
+
+
+def _masks(paths: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Read-model table → its VARCHAR columns holding one of the sealed ``paths``.
+
+    Why from ``FIELDS``: a sealed path is a stored-state path, and ``FIELDS`` is the one table
+    saying which column each path becomes; ``cases`` copies some of the ``events`` columns
+    (title, address) under the same names."""
+    wanted = set(paths)
+    columns = [
+        f for f in FIELDS if f.sql_type == "VARCHAR" and (f"{f.key}.{f.path}" if f.path else f.key) in wanted
+    ]
+    case_columns = {c for c, _ in CASE_COLUMNS}
+    return {
+        "events": tuple(f.column for f in columns if not f.pii),
+        "cases": tuple(f.column for f in columns if not f.pii and f.column in case_columns),
+        "case_reporters": tuple(f.column for f in columns if f.pii),
+    }
+
+
+def mask_statements(cases: str, paths: Sequence[str]) -> list[str]:
+    """UPDATEs turning the sealed columns of the cases in ``cases`` (a SQL list of UUIDs) into
+    ``[erased]``: an erasure applied to the live read models, set-based, one statement per table.
+    Empty and NULL values stay as they are (nothing was sealed there)."""
+    out = []
+    for table, cols in _masks(paths).items():
+        if not cols:
+            continue
+        sets = ", ".join(
+            f'"{c}" = CASE WHEN "{c}" IS NULL OR "{c}" = \'\' THEN "{c}" ELSE \'{ERASED}\' END' for c in cols
+        )
+        out.append(f"UPDATE {table} SET {sets} WHERE case_id IN (SELECT CAST(unnest({cases}) AS UUID))")
+    return out
 
 
 def json_structure() -> str:

@@ -64,7 +64,12 @@ class ProjectionService:
             self.store, read, application_name=application_name, batch_size=batch_size,
             poll_interval=poll_interval, state_decoder=state_decoder,
         )  # fmt: skip
-        self.views = DuckDBReadModels(self.store.reader, lambda: self.projector.position)
+        self.views = DuckDBReadModels(
+            self.store.reader,
+            lambda: self.projector.position,
+            generation=lambda: self.store.generation,
+            reading=self.store.reading,
+        )
 
     def catch_up(self, until: int | None = None, progress: ProgressFn | None = None) -> int:
         return self.projector.catch_up(until, progress)

@@ -10,6 +10,8 @@ get their own cursors (``reader()``), which see committed snapshots (DuckDB MVCC
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
+from hub.views import ERASURE_TOPIC
 from projections.derive import (
     CARRY,
     EVENT_INSERT_COLUMNS,
@@ -36,6 +41,7 @@ from projections.schema import (
     decode_select,
     fresh_ddl,
     grid_path_sql,
+    mask_statements,
 )
 
 _UPSERT_TRACKING = (
@@ -75,10 +81,59 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def split_erasures(batch: pa.Table) -> tuple[list[dict[str, object]], pa.Table]:
+    """(erasure records, the case events) of a batch: erasures are masks, never ``events`` rows."""
+    is_erasure = pc.equal(batch.column("topic"), ERASURE_TOPIC)
+    if not pc.any(is_erasure).as_py():
+        return [], batch
+    records = [orjson.loads(s) for s in batch.filter(is_erasure).column("state").to_pylist()]
+    return records, batch.filter(pc.invert(is_erasure))
+
+
 def _seq_range(batch: pa.Table) -> tuple[int, int]:
     """First and last position of a batch (ascending ``seq``)."""
     seq = batch.column("seq")
     return int(seq[0].as_py()), int(seq[-1].as_py())
+
+
+class _ReadersWriter:
+    """Many readers or one rewriter of the file (``ReadModelStore.compact``), never both.
+
+    Why: compaction closes the connection every cursor hangs on; a query running then would fail
+    ("Connection already closed"). Readers nest (an answer's snapshot holds one while its queries
+    take more), so waiting rewriters do not block new readers; a rewriter that waited
+    ``patience`` seconds goes ahead (the reads then in flight fail once, the next ones reopen)."""
+
+    def __init__(self, patience: float = 30.0) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._rewriting = False
+        self.patience = patience
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._rewriting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def rewriting(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._readers and not self._rewriting, self.patience)
+            self._rewriting = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._rewriting = False
+                self._cond.notify_all()
 
 
 class DuckDBTrackingRecorder(TrackingRecorder):
@@ -97,6 +152,10 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         self._staged_range = (0, 0)
         self._empty = False  # bulk load into a store without events: whole-history fold
         self._bulk_threads = 1  # DuckDB threads of the bulk load's staging and intermediate folds
+        self._gate = _ReadersWriter()
+        self.generation = 0
+        """Bumped when :meth:`ReadModelStore.compact` reopens the file: cursors of an older
+        generation belong to a closed connection and are replaced (``DuckDBReadModels``)."""
         self._con.execute(DDL[0])
 
     @staticmethod
@@ -130,7 +189,15 @@ class DuckDBTrackingRecorder(TrackingRecorder):
         with self.transaction() as cur:
             self._insert_tracking(cur, tracking)
 
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while reading through a cursor: the file is not rewritten under it (``compact``)."""
+        return self._gate.reading()
+
     def max_tracking_id(self, application_name: str) -> int | None:
+        with self.reading():
+            return self._max_tracking_id(application_name)
+
+    def _max_tracking_id(self, application_name: str) -> int | None:
         cur = self.reader()
         try:
             row = cur.execute(
@@ -281,10 +348,62 @@ class ReadModelStore(DuckDBTrackingRecorder):
         if batch.num_rows == 0:
             return 0
         last = int(batch.column("seq")[-1].as_py())
+        erasures, events = split_erasures(batch)
         with self.transaction() as con:
             self._insert_tracking(con, Tracking(application_name, last))  # first: fail fast, no work
-            self._fold(con, batch)
+            if events.num_rows:
+                self._fold(con, events)
+            for record in erasures:
+                self._mask(con, record)
+        if erasures:
+            self.compact()
         return int(batch.num_rows)
+
+    @staticmethod
+    def _mask(con: duckdb.DuckDBPyConnection, record: dict[str, object]) -> None:
+        """Apply one erasure record (``hub.privacy.Erasure``): its cases' sealed columns read
+        ``[erased]`` at once, in the batch's transaction (exactly once, like any event).
+
+        Why masks and not a re-decode: the events were projected with the keys then present;
+        the keys are gone now, and re-reading those cases' history would only produce what
+        these set-based UPDATEs write directly."""
+        for cases, paths in (
+            (record.get("erased_cases"), record.get("sealed_paths")),
+            (record.get("mentioned_cases"), record.get("free_text_paths")),
+        ):
+            if isinstance(cases, list) and cases and isinstance(paths, list):
+                for statement in mask_statements("?", [str(p) for p in paths]):
+                    con.execute(statement, [[str(c) for c in cases]])
+
+    def compact(self) -> None:
+        """Rewrite the file with its live rows only, and reopen it (after an erasure).
+
+        Why: DuckDB does not overwrite what an UPDATE replaced: the old values stay in the
+        file's blocks (checked: a masked name was still in the bytes after UPDATE + CHECKPOINT
+        and FORCE CHECKPOINT), so erased values would be recoverable from the file. ``COPY FROM
+        DATABASE`` into a fresh file and an atomic rename leave none. Readers' cursors of the old
+        connection are closed with it; ``generation`` tells ``DuckDBReadModels`` to open new ones.
+        """
+        if self.path == ":memory:" or self._bulk:
+            return
+        with self._gate.rewriting(), self._lock:
+            target = Path(self.path)
+            fresh = target.with_name(target.name + ".compact")
+            for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            self._con.execute("CHECKPOINT")
+            name = self._con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            self._con.execute(f"ATTACH '{fresh}' AS _compact")
+            try:
+                self._con.execute(f'COPY FROM DATABASE "{name}" TO _compact')
+                self._con.execute("CHECKPOINT _compact")  # all in the file: only the file is renamed
+            finally:
+                self._con.execute("DETACH _compact")
+            self._con.close()
+            os.replace(fresh, target)
+            target.with_name(target.name + ".wal").unlink(missing_ok=True)
+            self._con = connect(target)
+            self.generation += 1
 
     def _fold(self, con: duckdb.DuckDBPyConnection, batch: pa.Table) -> None:
         """Set-based application of ``batch`` (inside the caller's transaction).
@@ -318,6 +437,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
         once per fold instead of once per section, and a fold into an empty store needs no
         carried state at all (``derive.fresh_fold_statements``).
         """
+        batch = split_erasures(batch)[1]  # a replay decodes with today's keys: already erased
         if batch.num_rows == 0:
             return
         lo, hi = _seq_range(batch)
@@ -461,6 +581,10 @@ class ReadModelStore(DuckDBTrackingRecorder):
 
     def counts(self) -> dict[str, Any]:
         """Row counts of every read model (operators, tests)."""
+        with self.reading():
+            return self._counts()
+
+    def _counts(self) -> dict[str, Any]:
         cur = self.reader()
         try:
             return {

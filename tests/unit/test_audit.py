@@ -42,9 +42,16 @@ def test_length_prefixes_keep_topic_and_state_apart() -> None:
 def test_default_policy_seals_reporter_fields_and_sensitive_free_text() -> None:
     policy = load_policy()
     topic = "citybrain.case.reported.v1"
-    assert policy.paths(topic, {"kind": "case"}) == ("reporter.name", "reporter.phone", "reporter.id_number")
+    # issue 15: the free text of every case event is sealed too (a crisis note named a person)
+    free = ("description", "attachments", "note", "reason")
+    assert policy.paths(topic, {"kind": "case"}) == (
+        "reporter.name",
+        "reporter.phone",
+        "reporter.id_number",
+        *free,
+    )
     assert "description" in policy.paths(topic, {"kind": "psych_crisis"})
-    assert policy.paths("citybrain.case.closed.v1", {"kind": "psych_crisis"}) == ()
+    assert policy.paths("citybrain.case.closed.v1", {"kind": "psych_crisis"}) == free
     state = {"reporter": {"name": "张三", "phone": "138 0000-0000", "id_number": None}}
     assert policy.subject_of(state) == "phone:13800000000"
     assert policy.subject_of({"reporter": None}) is None
