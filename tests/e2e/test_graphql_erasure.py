@@ -42,16 +42,20 @@ async def test_an_erased_person_is_gone_from_the_running_api(
         await stack.publish([report, note])
         await stack.settled(1)
 
-        async def detail() -> Any:
+        async def detail(**as_of: Any) -> Any:
             async with stack.http("dev-auditor") as session:
                 answer = await session.execute(
-                    GraphQLRequest(CASES, variable_values={"id": case_id}, operation_name="CaseDetail")
+                    GraphQLRequest(
+                        CASES, variable_values={"id": case_id, **as_of}, operation_name="CaseDetail"
+                    )
                 )
             return answer["case"]
 
         await eventually(lambda: _noted(detail()), what="the note projected")
         before = await detail()
         assert before["reporter"]["phone"] == person["phone"]
+        rewound = await detail(asOfPosition=2)  # the auditor's rewind: a snapshot kept for reuse
+        assert rewound["reporter"]["phone"] == person["phone"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HUB_DATA_DIR": str(tmp_path)}
         done = await asyncio.to_thread(
             subprocess.run,
@@ -68,10 +72,14 @@ async def test_an_erased_person_is_gone_from_the_running_api(
 
         await eventually(erased, what="the API serves the erasure")
         after = await detail()
+        # the snapshot kept from before the erasure is not served again
+        rewound_after = await detail(asOfPosition=2)
     assert after["reporter"] == {"name": ERASED, "phone": ERASED, "masked": before["reporter"]["masked"]}
     assert [t["note"] for t in after["timeline"] if t["type"] == "registered"] == [ERASED]
     assert after["title"] == before["title"] and after["stage"] == before["stage"]
     assert len(after["timeline"]) == len(before["timeline"])
+    assert rewound_after["reporter"]["name"] == ERASED and rewound_after["reporter"]["phone"] == ERASED
+    assert [t["note"] for t in rewound_after["timeline"] if t["type"] == "registered"] == [ERASED]
 
 
 async def _noted(case: Any) -> bool:
