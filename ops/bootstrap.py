@@ -23,6 +23,7 @@ from hub.application import CaseLedger
 from hub.config import load_catalogue, load_domain
 from hub.intake import Intake, IntakeSettings, Ledger, StreamSettings, ensure_streams
 from ops.cluster import stream_settings_for
+from ops.nats_auth import HUB_INBOX_PREFIX, HUB_USER
 from ops.settings import Settings, store_env, time_window
 
 log = logging.getLogger("hub")
@@ -49,6 +50,8 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
 
     servers = [u.strip() for u in url.split(",") if u.strip()]
     options: dict[str, object] = url_credentials(servers)
+    if options.get("user") == HUB_USER:  # replies on an inbox no department may subscribe to
+        options["inbox_prefix"] = HUB_INBOX_PREFIX
     if creds := os.environ.get("HUB_NATS_CREDS"):
         options["user_credentials"] = creds
     if token := os.environ.get("HUB_NATS_TOKEN"):

@@ -8,6 +8,7 @@ pids in ``DATA_DIR/cluster.json``) unless ``--foreground``; ``down`` stops them 
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 
 from ops.cluster import NatsCluster
 from ops.console import console, err
+from ops.nats_auth import NatsUsersError
 from ops.natsd import NatsStartError
 from ops.settings import Settings
 
@@ -66,16 +68,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"a cluster is already running in {where}:")
             console.print(f"export HUB_NATS_URL={running.urls}")
             return
+        # department users: HUB_CONFIG_DIR/nats_users.toml, else the development ones
+        plan = functools.partial(
+            NatsCluster.plan, where, accounts=not no_accounts, config_dir=Settings.from_env().config_dir
+        )
         try:
             if base_port is None:
                 try:
-                    cluster = NatsCluster.plan(where, 4222, accounts=not no_accounts)
+                    cluster = plan(4222)
                 except NatsStartError:
-                    cluster = NatsCluster.plan(where, None, accounts=not no_accounts)
+                    cluster = plan(None)
             else:
-                cluster = NatsCluster.plan(where, base_port, accounts=not no_accounts)
+                cluster = plan(base_port)
             cluster.start(detach=not foreground)
-        except NatsStartError as exc:
+        except (NatsStartError, NatsUsersError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
         console.print(f"[bold green]NATS cluster up[/bold green] ({len(cluster.nodes)} nodes, data: {where})")

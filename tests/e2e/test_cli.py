@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -62,6 +63,14 @@ def test_bad_store_url_is_a_clear_error(tmp_path: Path) -> None:
     assert leftover.stdout == "", "the embedded nats-server outlived a failed start"
 
 
+def _anonymous_connect(port: int) -> str:
+    """What nats-server answers a client that connects without credentials."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.recv(4096)  # INFO
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        return sock.recv(4096).decode(errors="replace")
+
+
 @pytest.mark.slow
 def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
     data = tmp_path / "var"
@@ -90,6 +99,12 @@ def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and hub.poll() is None, banner
             banner += hub.stdout.readline()  # type: ignore[union-attr]
         assert (data / "nats.url").read_text().strip() == f"nats://127.0.0.1:{nats_port}"
+        # issue 15: the embedded NATS refuses anonymous clients; the hub's generated credentials
+        # are private (0600) and never in nats.url, which external publishers read
+        assert "authorization violation" in _anonymous_connect(nats_port).lower()
+        creds = data / "nats-hub-credentials.json"
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+        assert orjson.loads(creds.read_bytes())["password"] not in (data / "nats.url").read_text()
 
         events = tmp_path / "events.jsonl"
         lines = [orjson.dumps(e) for e in case_history("CLI-1")]
