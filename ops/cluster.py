@@ -3,9 +3,10 @@
 Why this exists: beyond one machine the hub runs on a NATS cluster with R3 streams, and nothing
 home-made does the clustering — NATS's own RAFT groups do. To try and test that on one machine,
 ``hub cluster up`` starts three nats-server processes from the venv, each with its own storage
-and ports, routed to each other, carrying the department accounts of
-``ops/nats/cluster-accounts.conf`` (the same file the hand-written ``ops/nats/cluster-n*.conf``
-include). Production runs the same configuration on three hosts.
+and ports, routed to each other, carrying the department accounts generated from the one list of
+users (:mod:`ops.nats_auth`: ``HUB_CONFIG_DIR/nats_users.toml``, else the development defaults from
+which ``ops/nats/cluster-accounts.conf``, included by the hand-written ``ops/nats/cluster-n*.conf``,
+is generated). Production runs the same configuration on three hosts.
 
 Port layout from ``base_port`` B (default 4222, the NATS conventions): clients B+i, routes
 B+2000+i, monitoring B+4000+i, for node i = 0, 1, 2.

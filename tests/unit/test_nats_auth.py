@@ -141,3 +141,19 @@ def test_the_retention_rule() -> None:
     assert StreamSettings(max_age_s=7200, max_bytes=-1).retention(edited) == (7200, -1)  # configured
     edited.max_age = 0.0  # unbounded by an earlier version: the default now
     assert StreamSettings().retention(edited) == (DEFAULT_MAX_AGE_S, 10**9)
+
+
+def test_a_department_gets_its_url_from_the_operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    monkeypatch.setenv("HUB_CONFIG_DIR", str(_users(tmp_path, '[users]\npolice = "Pw-of-police-110"\n')))
+    data = tmp_path / "var"
+    data.mkdir()
+    (data / "nats.url").write_text("nats://127.0.0.1:4555\n")
+    shown = CliRunner().invoke(app, ["nats", "url", "police", "--data-dir", str(data)])
+    assert shown.exit_code == 0 and shown.stdout.strip() == "nats://police:Pw-of-police-110@127.0.0.1:4555"
+    assert CliRunner().invoke(app, ["nats", "url", "health", "--data-dir", str(data)]).exit_code == 2
+    listed = CliRunner().invoke(app, ["nats", "users"]).stdout
+    assert "police" in listed and "own password" in listed and "Pw-of-police-110" not in listed
