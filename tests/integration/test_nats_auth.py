@@ -23,7 +23,7 @@ from ops.bootstrap import build_ledger, connect_nats, start_intake
 from ops.cli_audit import ANCHOR_BUCKET
 from ops.cluster import stream_settings_for
 from ops.nats_auth import HUB_CREDENTIALS_FILE, NatsAuth
-from ops.natsd import EmbeddedNats, free_port
+from ops.natsd import EmbeddedNats, free_port, launch_server
 from ops.settings import Settings
 from tests.factories import event
 from tests.support import eventually
@@ -234,3 +234,27 @@ async def test_retention_is_applied_and_kept_across_restarts(
 def test_a_max_age_shorter_than_the_duplicate_window_is_refused() -> None:
     with pytest.raises(ValueError, match="duplicate window"):
         StreamSettings(max_age_s=60)
+
+
+async def test_a_data_dir_of_the_anonymous_versions_keeps_its_stream(tmp_path: Path) -> None:
+    """The users live in the server's global account, where an earlier (anonymous) hub kept CITY."""
+    server = EmbeddedNats(store_dir=tmp_path / "nats", port=free_port())
+    before = server.config_text().split("authorization {")[0]  # what earlier versions wrote
+    old = launch_server(server.store_dir, before, server.host, server.port, name="nats-server")
+    try:
+        nc = await nats.connect(server.address)
+        js = nc.jetstream(timeout=30)
+        await ensure_streams(js)
+        await js.publish("city.citymgmt.case.reported", b"{}", headers={"Nats-Msg-Id": "before-auth"})
+        await nc.close()
+    finally:
+        old.terminate()
+        old.wait(30)
+    server.start()
+    try:
+        assert "authorization violation" in (await _connect_refused(server.address)).lower()
+        nc = await connect_nats(server.url, "hub")
+        assert (await nc.jetstream(timeout=30).stream_info(m.STREAM)).state.messages == 1
+        await nc.close()
+    finally:
+        server.stop()
