@@ -64,6 +64,18 @@ class NatsUsersError(ValueError):
     """A users file or the hub's credentials file is malformed; the message names the file and the fix."""
 
 
+class NatsAuthError(RuntimeError):
+    """The server refused the connection's credentials (or their absence): said at once, with what
+    to do, instead of retrying forever."""
+
+    def __init__(self, url: str, cause: Exception) -> None:
+        super().__init__(
+            f"NATS at {redact(url)} refused the connection ({cause}): connect as a user. The hub's "
+            f"commands read its credentials from its data dir (give --data-dir, or HUB_DATA_DIR, of "
+            f"the running hub); a department puts its user:password in the URL (docs/nats.md)"
+        )
+
+
 # --------------------------------------------------------------------------- department users
 def read_users(path: Path, departments: Iterable[str] | None = None) -> dict[str, str]:
     """``[users]`` of a ``nats_users.toml``: department → password, checked.

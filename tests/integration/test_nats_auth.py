@@ -22,7 +22,7 @@ from hub.intake import DEFAULT_MAX_AGE_S, StreamSettings, ensure_streams
 from ops.bootstrap import build_ledger, connect_nats, start_intake
 from ops.cli_audit import ANCHOR_BUCKET
 from ops.cluster import stream_settings_for
-from ops.nats_auth import HUB_CREDENTIALS_FILE, NatsAuth
+from ops.nats_auth import HUB_CREDENTIALS_FILE, NatsAuth, NatsAuthError
 from ops.natsd import EmbeddedNats, free_port, launch_server
 from ops.settings import Settings
 from tests.factories import event
@@ -52,6 +52,10 @@ async def test_anonymous_and_wrong_passwords_are_refused(nats_server: EmbeddedNa
     nc = await connect_nats(nats_server.url, "the-hub")  # the hub's own user gets in
     assert nc.is_connected
     await nc.close()
+    # the hub's reconnect-forever connection says so at once instead of retrying a refusal forever
+    with pytest.raises(NatsAuthError, match=r"refused the connection .*connect as a user") as refused:
+        await asyncio.wait_for(connect_nats(wrong, "a-cli-command"), 60)
+    assert "not-the-password" not in str(refused.value)  # the message shows the URL redacted
 
 
 async def test_a_department_cannot_command_read_the_audit_anchor_or_the_hubs_replies(
