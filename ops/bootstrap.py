@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.persistence import PersistenceError
@@ -59,8 +60,9 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
     if token := os.environ.get("HUB_NATS_TOKEN"):
         options["token"] = token
     nc = NATS()
+    connect: Any = nc.connect  # typed stricter than nats.connect (its timeouts as int)
     try:
-        await nc.connect(
+        await connect(
             servers=servers,
             name=name,
             connect_timeout=connect_timeout,
