@@ -56,6 +56,7 @@ from nats.errors import MaxPayloadError
 
 from benchmarks.workers_support import children
 from hub import messages as m
+from ops.nats_auth import with_hub_credentials
 from ops.natsd import free_port
 
 DEFAULT_MINUTES = 5.0
@@ -615,8 +616,10 @@ class Chaos:
         async def quiet(exc: Exception) -> None:  # a killed nats-server: the client reconnects
             self.t.nats_errors[f"connection: {type(exc).__name__}"] += 1
 
+        # as the hub (it reads the dead letters too): its credentials from the data dir
+        address = f"nats://127.0.0.1:{self.hub.nats_port}"
         nc = await nats.connect(
-            f"nats://127.0.0.1:{self.hub.nats_port}",
+            with_hub_credentials(address, self.hub.data_dir, {self.hub.nats_port}),
             name="chaos-bench",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,

@@ -112,17 +112,56 @@ class PipelinedLedger(Ledger, Protocol):
 
 
 # --------------------------------------------------------------------------- streams
+DEFAULT_MAX_AGE_S = 30 * 86400.0
+"""How long ``CITY`` and ``CITY_DLQ`` keep a message unless configured: 30 days. Why bounded: the
+raw stream holds personal data (names, phone numbers, ID numbers in clear) that erasure seals in
+the event store; the stream is a buffer in front of the store, not the record, so it must forget
+within a bounded time. Why 30 days: it outlasts any outage the intake catches up from, and leaves
+an operator a month to replay dead letters (``hub dlq replay``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    """The hub's streams; replicas 3 on a cluster (design §9), 1 on the embedded server."""
+    """The hub's streams; replicas 3 on a cluster (design §9), 1 on the embedded server.
+
+    Retention (``max_age_s``, ``max_bytes``; ``HUB_STREAM_MAX_AGE`` / ``HUB_STREAM_MAX_BYTES``)
+    applies to ``CITY`` and ``CITY_DLQ`` alike. The rule at every start (:func:`ensure_streams`):
+    a configured value is applied (the configuration is the truth; change it there); an unset one
+    keeps what the stream has, so a limit an operator set on the stream (``nats stream edit``)
+    survives restarts — except an unbounded age, which becomes :data:`DEFAULT_MAX_AGE_S` (a new
+    stream, or one an earlier version reset to "keep forever"). To keep messages forever, say so:
+    ``HUB_STREAM_MAX_AGE=unlimited``.
+    """
 
     replicas: int = 1
     duplicate_window_s: float = 120.0
-    max_age_s: float = 0.0  # 0 = keep; the event store is the record, the stream a buffer
-    max_bytes: int = -1
+    max_age_s: float | None = None
+    """Seconds a message is kept; 0 = unbounded; ``None`` = not configured (see above)."""
+    max_bytes: int | None = None
+    """Bytes each stream may hold, oldest discarded first; -1 = unbounded; ``None`` = not configured
+    (the stream's own, unbounded for a new one)."""
+
+    def __post_init__(self) -> None:
+        if self.max_age_s is not None and 0 < self.max_age_s < self.duplicate_window_s:
+            raise ValueError(
+                f"stream max age {self.max_age_s:g}s is shorter than the duplicate window "
+                f"({self.duplicate_window_s:g}s); JetStream refuses that: keep messages longer"
+            )
+
+    def retention(self, current: StreamConfig | None = None) -> tuple[float, int]:
+        """(max_age, max_bytes) for a stream whose configuration is ``current`` (``None``: new)."""
+        age = self.max_age_s
+        if age is None:
+            kept = (current.max_age or 0.0) if current is not None else 0.0
+            age = kept if kept > 0 else DEFAULT_MAX_AGE_S
+        size = self.max_bytes
+        if size is None:
+            size = current.max_bytes if current is not None and current.max_bytes is not None else -1
+        return age, size
 
 
-def city_stream_config(s: StreamSettings) -> StreamConfig:
+def city_stream_config(s: StreamSettings, current: StreamConfig | None = None) -> StreamConfig:
+    max_age, max_bytes = s.retention(current)
     return StreamConfig(
         name=m.STREAM,
         description="citybrain-hub canonical department events (city.<department>.<kind>.<action>)",
@@ -132,13 +171,14 @@ def city_stream_config(s: StreamSettings) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         duplicate_window=s.duplicate_window_s,
-        max_age=s.max_age_s,
-        max_bytes=s.max_bytes,
+        max_age=max_age,
+        max_bytes=max_bytes,
         num_replicas=s.replicas,
     )
 
 
-def dlq_stream_config(s: StreamSettings) -> StreamConfig:
+def dlq_stream_config(s: StreamSettings, current: StreamConfig | None = None) -> StreamConfig:
+    max_age, max_bytes = s.retention(current)
     return StreamConfig(
         name=m.DLQ_STREAM,
         description="citybrain-hub dead letters: events the hub could not apply, with the reason in headers",
@@ -146,10 +186,10 @@ def dlq_stream_config(s: StreamSettings) -> StreamConfig:
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         duplicate_window=s.duplicate_window_s,
-        # The server's defaults, stated: left unset they read back as 0 / -1 and every start of
-        # every worker would "update" the stream.
-        max_age=0.0,
-        max_bytes=-1,
+        # Stated always: left unset they read back as 0 / -1 and every start of every worker would
+        # "update" the stream.
+        max_age=max_age,
+        max_bytes=max_bytes,
         num_replicas=s.replicas,
     )
 
@@ -158,16 +198,20 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None =
     """Create the streams, or bring an existing one to the wanted configuration (idempotent).
 
     An existing ``CITY`` stream of an earlier version gains the partition transform here; what it
-    stored before keeps its subjects and is taken by the legacy durable."""
+    stored before keeps its subjects and is taken by the legacy durable. Retention follows the
+    rule of :class:`StreamSettings`: configured values are applied, unset ones keep the stream's."""
     settings = settings or StreamSettings()
-    for config in (city_stream_config(settings), dlq_stream_config(settings)):
+    for build in (city_stream_config, dlq_stream_config):
+        name = build(settings).name
         try:
-            info = await js.stream_info(config.name)  # type: ignore[arg-type]
+            info = await js.stream_info(name)  # type: ignore[arg-type]
         except NotFoundError:
+            config = build(settings)
             await js.add_stream(config)
-            log.info("created stream %s", config.name)
+            log.info("created stream %s (%s)", name, _retention_text(config))
             continue
         current = info.config
+        config = build(settings, current)
         if (
             current.subjects != config.subjects
             or current.subject_transform != config.subject_transform
@@ -178,7 +222,13 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None =
             or current.description != config.description
         ):
             await js.update_stream(config)
-            log.info("updated stream %s", config.name)
+            log.info("updated stream %s (%s)", name, _retention_text(config))
+
+
+def _retention_text(config: StreamConfig) -> str:
+    age = f"messages kept {config.max_age / 86400:g} days" if config.max_age else "messages kept forever"
+    size = f"at most {config.max_bytes} bytes" if (config.max_bytes or -1) > 0 else "no size limit"
+    return f"{age}, {size}"
 
 
 # --------------------------------------------------------------------------- settings + stats

@@ -7,15 +7,15 @@ event store and intake from here, so a change of adapter is a change in one file
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import nats
 from eventsourcing.persistence import PersistenceError
 from nats.aio.client import Client as NATS
 
@@ -23,7 +23,8 @@ from hub.application import CaseLedger
 from hub.config import load_catalogue, load_domain
 from hub.intake import Intake, IntakeSettings, Ledger, StreamSettings, ensure_streams
 from ops.cluster import stream_settings_for
-from ops.settings import Settings, store_env, time_window
+from ops.nats_auth import HUB_INBOX_PREFIX, HUB_USER, NatsAuthError
+from ops.settings import Settings, nats_client_credentials, store_env, time_window
 
 log = logging.getLogger("hub")
 
@@ -35,10 +36,12 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
     their ids) and sends what it buffered meanwhile; the intake's pull requests that died with the
     old connection expire (``expires_s``) and are sent again, so it resumes by itself."""
 
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats %s: %s", name, exc)
-
     client: list[NATS] = []
+
+    async def on_error(exc: Exception) -> None:
+        if not client and "authorization violation" in str(exc).lower():
+            raise NatsAuthError(url, exc)  # ends the first connect: retrying forever would hang
+        log.warning("nats %s: %s", name, exc)
 
     async def on_disconnect() -> None:
         if client and not (client[0].is_closed or client[0].is_draining):
@@ -49,25 +52,31 @@ async def connect_nats(url: str, name: str, *, connect_timeout: float = 5.0) -> 
 
     servers = [u.strip() for u in url.split(",") if u.strip()]
     options: dict[str, object] = url_credentials(servers)
-    if creds := os.environ.get("HUB_NATS_CREDS"):
-        options["user_credentials"] = creds
-    if token := os.environ.get("HUB_NATS_TOKEN"):
-        options["token"] = token
-    nc = await nats.connect(
-        servers=servers,
-        name=name,
-        connect_timeout=connect_timeout,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # bounded: a restarted server is found again within half a second
-        allow_reconnect=True,
-        ping_interval=20,  # a server that hangs without closing the socket is left after ≈ 1 min, not 4
-        max_outstanding_pings=3,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        pending_size=64 * 1024 * 1024,
-        **options,
-    )
+    if options.get("user") == HUB_USER:  # replies on an inbox no department may subscribe to
+        options["inbox_prefix"] = HUB_INBOX_PREFIX
+    options.update(nats_client_credentials())  # HUB_NATS_CREDS / HUB_NATS_TOKEN
+    nc = NATS()
+    connect: Any = nc.connect  # typed stricter than nats.connect (its timeouts as int)
+    try:
+        await connect(
+            servers=servers,
+            name=name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,  # bounded: a restarted server is found again within half a second
+            allow_reconnect=True,
+            ping_interval=20,  # a server that hangs without closing the socket is left after ≈ 1 min, not 4
+            max_outstanding_pings=3,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            pending_size=64 * 1024 * 1024,
+            **options,
+        )
+    except NatsAuthError:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
     client.append(nc)
     return nc
 

@@ -210,6 +210,7 @@ def _erase_in_streams(
 ) -> list[Any]:
     from hub.adapters.privacy import erase_from_streams
     from ops.bootstrap import connect_nats
+    from ops.nats_auth import NatsAuth
     from ops.natsd import EmbeddedNats, free_port
 
     url = settings.resolve_nats_url(nats_url)
@@ -217,7 +218,10 @@ def _erase_in_streams(
     store = settings.data_dir / "nats"
     if not running and not nats_url and not settings.nats_url and store.exists():
         # the hub is stopped: its embedded server's stream store is ours to open
-        embedded = EmbeddedNats(store_dir=store, port=free_port())
+        # with the hub's own users (its generated password, the deployment's departments): the
+        # configuration written beside the stream store stays the hub's
+        auth = NatsAuth.load(settings.data_dir, settings.config_dir)
+        embedded = EmbeddedNats(store_dir=store, port=free_port(), auth=auth)
         embedded.start()
         url = embedded.url
 

@@ -3,9 +3,10 @@
 Why this exists: beyond one machine the hub runs on a NATS cluster with R3 streams, and nothing
 home-made does the clustering — NATS's own RAFT groups do. To try and test that on one machine,
 ``hub cluster up`` starts three nats-server processes from the venv, each with its own storage
-and ports, routed to each other, carrying the department accounts of
-``ops/nats/cluster-accounts.conf`` (the same file the hand-written ``ops/nats/cluster-n*.conf``
-include). Production runs the same configuration on three hosts.
+and ports, routed to each other, carrying the department accounts generated from the one list of
+users (:mod:`ops.nats_auth`: ``HUB_CONFIG_DIR/nats_users.toml``, else the development defaults from
+which ``ops/nats/cluster-accounts.conf``, included by the hand-written ``ops/nats/cluster-n*.conf``,
+is generated). Production runs the same configuration on three hosts.
 
 Port layout from ``base_port`` B (default 4222, the NATS conventions): clients B+i, routes
 B+2000+i, monitoring B+4000+i, for node i = 0, 1, 2.
@@ -27,13 +28,17 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from hub.intake import StreamSettings
+from ops.nats_auth import CLUSTER_HUB_PASSWORD, NatsAuth, department_users
+from ops.nats_auth import HUB_USER as HUB_USER_NAME
 from ops.natsd import NatsStartError, free_port, launch_server, port_is_free
+from ops.settings import stream_retention
 
 NATS_DIR = Path(__file__).resolve().parent / "nats"
 ACCOUNTS_FILE = NATS_DIR / "cluster-accounts.conf"
 CLUSTER_NAME = "city"
-HUB_USER = ("hub", "hub-dev")
-"""The hub's own user in ops/nats/cluster-accounts.conf (a development default: replace it)."""
+HUB_USER = (HUB_USER_NAME, CLUSTER_HUB_PASSWORD)
+"""The hub's own user in ops/nats/cluster-accounts.conf and the configurations ``hub cluster up``
+generates (a development default for a local cluster: a production cluster sets its own)."""
 STATE_FILE = "cluster.json"
 
 
@@ -60,8 +65,12 @@ def stream_replicas(nc: NATS) -> int:
 
 
 def stream_settings_for(nc: NATS) -> StreamSettings:
-    """The hub's stream settings for the server it is connected to (replicas as above)."""
-    return StreamSettings(replicas=stream_replicas(nc))
+    """The hub's stream settings for the server it is connected to: replicas as above, retention
+    from ``HUB_STREAM_MAX_AGE`` / ``HUB_STREAM_MAX_BYTES`` (unset: kept as the stream has it)."""
+    retention = stream_retention()
+    return StreamSettings(
+        replicas=stream_replicas(nc), max_age_s=retention.max_age_s, max_bytes=retention.max_bytes
+    )
 
 
 # --------------------------------------------------------------------------- one node
@@ -76,6 +85,8 @@ class ClusterNode:
     store_dir: Path
     routes: list[int] = field(default_factory=list)
     accounts: bool = True
+    departments: dict[str, str] | None = None
+    """Department → password (``HUB_CONFIG_DIR/nats_users.toml``); ``None``: the development ones."""
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
@@ -103,8 +114,9 @@ class ClusterNode:
             f"  routes: [{routes}]",
             "}",
         ]
-        if self.accounts:
-            lines.append(ACCOUNTS_FILE.read_text())
+        if self.accounts:  # the one list of users (ops/nats_auth.py), as in cluster-accounts.conf
+            auth = NatsAuth(CLUSTER_HUB_PASSWORD, self.departments or department_users(None))
+            lines.append(auth.accounts_config())
         return "\n".join(lines) + "\n"
 
     def start(self, *, detach: bool = False, timeout: float = 15.0) -> None:
@@ -184,9 +196,17 @@ class NatsCluster:
 
     @classmethod
     def plan(
-        cls, data_dir: Path, base_port: int | None = None, *, size: int = 3, accounts: bool = True
+        cls,
+        data_dir: Path,
+        base_port: int | None = None,
+        *,
+        size: int = 3,
+        accounts: bool = True,
+        config_dir: Path | None = None,
     ) -> NatsCluster:
-        """Choose ports: from ``base_port`` (all must be free), or any free loopback ports."""
+        """Choose ports: from ``base_port`` (all must be free), or any free loopback ports; the
+        department users from ``config_dir``'s ``nats_users.toml`` (else the development ones)."""
+        departments = department_users(config_dir) if accounts else None
         if base_port is not None:
             clients = [base_port + i for i in range(size)]
             routes = [base_port + 2000 + i for i in range(size)]
@@ -210,6 +230,7 @@ class NatsCluster:
                 store_dir=data_dir / f"n{i + 1}",
                 routes=routes,
                 accounts=accounts,
+                departments=departments,
             )
             for i in range(size)
         ]

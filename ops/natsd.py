@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -18,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ops.nats_auth import NatsAuth
 
 
 class NatsStartError(RuntimeError):
@@ -53,7 +56,10 @@ def spawn_server(store_dir: Path, config: str, *, die_with_parent: bool = True) 
     """
     store_dir.mkdir(parents=True, exist_ok=True)
     conf = store_dir / "nats-server.conf"
-    conf.write_text(config)
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # it holds the users' passwords (a file of an earlier version may be 0644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(config)
     with (store_dir / "nats-server.log").open("ab") as log:
         return subprocess.Popen(
             [str(server_binary()), "-c", str(conf)],
@@ -128,7 +134,14 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> 
 
 @dataclass
 class EmbeddedNats:
-    """One nats-server process with JetStream; ``start()`` returns once it accepts connections."""
+    """One nats-server process with JetStream; ``start()`` returns once it accepts connections.
+
+    Authenticated always (issue 15): anonymous clients are refused; ``auth`` holds the hub's user
+    and the department users (:mod:`ops.nats_auth`). ``hub up`` passes the data dir's generated
+    hub password and the deployment's department passwords; left out, a random hub password and
+    the development department users (tests, benchmarks). Connect with :attr:`url` (the hub
+    user's credentials inside) or :meth:`department_url`; print and store :attr:`address`.
+    """
 
     store_dir: Path
     port: int
@@ -138,14 +151,25 @@ class EmbeddedNats:
     process: subprocess.Popen[bytes] | None = None
     max_file_store: str | None = None
     """JetStream's disk limit (e.g. ``"10GB"``); ``None``: the server's default (most of the disk)."""
+    auth: NatsAuth = field(default_factory=NatsAuth.ephemeral)
     restarting: bool = field(default=False, init=False)
     """A restart is under way: the server stopped for it is not "down", and a second restart
     (readiness unsticking JetStream while the supervisor sees the stopped server) waits for it
     instead of starting a rival server on the same port."""
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """``nats://host:port`` without credentials: for ``nats.url``, banners and logs."""
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address with the hub user's credentials: connect with it, never print or store it."""
+        return self.auth.url(self.address)
+
+    def department_url(self, department: str) -> str:
+        """The address with a department user's credentials (what that department's system uses)."""
+        return self.auth.url(self.address, department)
 
     @classmethod
     def choose_port(cls, requested: int | None, default: int, kept: Path | None = None) -> tuple[int, bool]:
@@ -196,7 +220,7 @@ class EmbeddedNats:
         ]
         if self.monitor_port:
             lines.insert(2, f"http: {self.host}:{self.monitor_port}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.auth.authorization_config()
 
     def start(self, timeout: float = 15.0) -> None:
         self.process = launch_server(

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from hub.config import DEFAULTS_DIR, config_file
+from ops.nats_auth import nats_development_defaults
 from ops.open311_keys import KEYS_FILE, load_open311_keys
-from ops.settings import Settings
+from ops.settings import Settings, nats_client_credentials
 
 EXIT_REFUSED = 78
 """``hub up``'s exit status when production mode refuses to start (EX_CONFIG of sysexits.h:
@@ -130,18 +131,21 @@ def metrics_without_token(settings: Settings) -> list[str]:
     return []
 
 
+def nats_development_passwords(settings: Settings) -> list[str]:
+    """NATS users still on their development passwords (the embedded server's department users from
+    ``HUB_CONFIG_DIR/nats_users.toml``), or an external ``HUB_NATS_URL`` with a development password
+    or none at all (``ops.nats_auth.nats_development_defaults``)."""
+    return nats_development_defaults(
+        settings.config_dir, settings.nats_url, other_credentials=bool(nats_client_credentials())
+    )
+
+
 CHECKS: list[Callable[[Settings], list[str]]] = [
     development_api_tokens,
     development_ingest_tokens,
     open311_without_keys,
     metrics_without_token,
-    # ---- NATS development passwords (ws-nats) -------------------------------------------------
-    # The lead adds here, once the NATS helper's branch is merged, a check of this shape:
-    #     def nats_development_passwords(settings: Settings) -> list[str]:
-    #         return nats_development_defaults(...)
-    # (department users' development passwords from ops/nats/accounts.conf not replaced from
-    # HUB_CONFIG_DIR). Not imported here: it does not exist on this branch.
-    # --------------------------------------------------------------------------------------------
+    nats_development_passwords,
 ]
 """Every door production mode checks, in the order the refusal names them. (No development store
 key exists to check: the hub ships none, ``HUB_STORE_KEY`` comes from ``hub privacy new-store-key``.)"""

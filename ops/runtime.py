@@ -29,7 +29,8 @@ from hub.api.health import health_routes
 from hub.api.metrics import Sample, metrics_routes
 from hub.intake import Intake
 from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.natsd import EmbeddedNats
+from ops.nats_auth import NatsAuth, NatsUsersError, redact
+from ops.natsd import EmbeddedNats, NatsStartError
 from ops.settings import DEFAULT_NATS_PORT, Settings
 from ops.supervisor import Readiness, Supervisor, WriterWatch
 
@@ -142,16 +143,21 @@ class HubRuntime:
                     f"port {DEFAULT_NATS_PORT} is taken; the embedded NATS uses {port} "
                     f"(kept in {kept} for every later start)"
                 )
+            try:  # the hub's generated user (DATA_DIR, 0600) and the departments' (HUB_CONFIG_DIR)
+                auth = NatsAuth.load(self.settings.data_dir, self.settings.config_dir)
+            except NatsUsersError as exc:
+                raise NatsStartError(str(exc)) from None
             self.embedded = EmbeddedNats(
                 store_dir=self.settings.data_dir / "nats", port=port,
-                max_file_store=self.settings.nats_max_file_store,
+                max_file_store=self.settings.nats_max_file_store, auth=auth,
             )  # fmt: skip
             self.embedded.start()  # on the main thread: the server's parent-death signal follows it
             if self.options.nats_port is None and not kept.exists():
                 kept.write_text(f"{port}\n")  # the first start's port, reused from now on
-            url = self.embedded.url
-            self.settings.nats_url_file.write_text(url + "\n")
-        self.nats_url = url
+            url = self.embedded.url  # with the hub's credentials; nats.url gets the bare address
+            self.settings.nats_url_file.write_text(self.embedded.address + "\n")
+        # the banner's: never a password (the embedded server's bare address, else HUB_NATS_URL redacted)
+        self.nats_url = self.embedded.address if self.embedded is not None else redact(url)
         self.nc = await connect_nats(url, "hub-up")
         self.readiness = self._readiness()
         await self.readiness.measure_start()  # before the intake pulls: what waits is the backlog
@@ -277,7 +283,7 @@ class HubRuntime:
 
             async def nats_restart() -> None:
                 await embedded.restart()
-                log.warning("the embedded nats-server runs again on %s (same store)", embedded.url)
+                log.warning("the embedded nats-server runs again on %s (same store)", embedded.address)
 
             nats_child = Child("nats-server", nats_down, nats_restart)
             children.append(nats_child)

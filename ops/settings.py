@@ -7,6 +7,7 @@ the core receives plain values.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -46,6 +47,9 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
+    stream_retention: StreamRetention | None = None
+    """``HUB_STREAM_MAX_AGE`` / ``HUB_STREAM_MAX_BYTES`` (see :func:`stream_retention`)."""
+
     @classmethod
     def from_env(cls, data_dir: Path | None = None, store_url: str | None = None) -> Settings:
         data = (data_dir or Path(os.environ.get("HUB_DATA_DIR", "var"))).resolve()
@@ -81,6 +85,7 @@ class Settings:
             env=env,
             metrics_token=os.environ.get("HUB_METRICS_TOKEN", "").strip() or None,
             open311_max_bytes=int(open311_bytes),
+            stream_retention=stream_retention(),  # a malformed value stops the start, named
         )
 
     @property
@@ -94,13 +99,85 @@ class Settings:
         return self.data_dir / "nats.port"
 
     def resolve_nats_url(self, explicit: str | None = None) -> str:
-        if explicit:
-            return explicit
-        if self.nats_url:
+        """``--nats-url``, else ``HUB_NATS_URL``, else the running hub's embedded server.
+
+        A URL without credentials that names the embedded server of this data dir gets the hub
+        user's (``DATA_DIR/nats-hub-credentials.json``, :func:`ops.nats_auth.with_hub_credentials`):
+        the CLI on the hub's machine acts as the hub; ``nats.url`` itself never holds the secret."""
+        from ops.nats_auth import with_hub_credentials
+
+        if not explicit and self.nats_url:
             return self.nats_url
-        if self.nats_url_file.exists():
-            return self.nats_url_file.read_text().strip()
-        return f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
+        url = explicit
+        if not url and self.nats_url_file.exists():
+            url = self.nats_url_file.read_text().strip()
+        url = url or f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
+        return with_hub_credentials(url, self.data_dir, self.embedded_ports())
+
+    def embedded_ports(self) -> set[int]:
+        """The ports of this data dir's embedded server (kept, and the running one's)."""
+        ports: set[int] = set()
+        for path in (self.nats_port_file, self.nats_url_file):
+            if path.exists():
+                port = path.read_text().strip().rpartition(":")[2]
+                if port.isdigit():
+                    ports.add(int(port))
+        return ports
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRetention:
+    """How long, and how much, ``CITY`` and ``CITY_DLQ`` keep (``None``: not configured)."""
+
+    max_age_s: float | None = None
+    """Seconds; 0 = unbounded."""
+    max_bytes: int | None = None
+    """Bytes per stream; -1 = unbounded."""
+
+
+_UNBOUNDED = {"0", "-1", "unlimited", "none", "off"}
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def stream_retention(max_age: str | None = None, max_bytes: str | None = None) -> StreamRetention:
+    """``HUB_STREAM_MAX_AGE`` (``30d``, ``12h``, ``90m``, ``3600s``, ``2w``; ``unlimited``) and
+    ``HUB_STREAM_MAX_BYTES`` (``10GB``, ``512MB``, bytes; ``unlimited``), applied to ``CITY`` and
+    ``CITY_DLQ`` at every start (``hub.intake.ensure_streams`` says what happens when unset)."""
+    age_text = (max_age if max_age is not None else os.environ.get("HUB_STREAM_MAX_AGE", "")).strip()
+    size_text = (max_bytes if max_bytes is not None else os.environ.get("HUB_STREAM_MAX_BYTES", "")).strip()
+    age: float | None = None
+    if age_text:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", age_text.lower())
+        if age_text.lower() in _UNBOUNDED:
+            age = 0.0
+        elif match:
+            age = float(match[1]) * _AGE_UNITS[match[2] or "s"]
+            if age < 120:
+                raise SettingsError(
+                    f"HUB_STREAM_MAX_AGE {age_text!r}: at least 2m (the streams' duplicate window), "
+                    f"or 'unlimited'"
+                )
+        else:
+            raise SettingsError(
+                f"HUB_STREAM_MAX_AGE {age_text!r}: expected a duration such as 30d, 12h, 90m or "
+                f"3600s, or 'unlimited'"
+            )
+    size: int | None = None
+    if size_text:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", size_text.lower())
+        if size_text.lower() in _UNBOUNDED:
+            size = -1
+        elif match:
+            size = int(float(match[1]) * _SIZE_UNITS[match[2]])
+            if size < 1024**2:
+                raise SettingsError(f"HUB_STREAM_MAX_BYTES {size_text!r}: at least 1MB, or 'unlimited'")
+        else:
+            raise SettingsError(
+                f"HUB_STREAM_MAX_BYTES {size_text!r}: expected a size such as 10GB, 512MB or "
+                f"1073741824 (1024-based units), or 'unlimited'"
+            )
+    return StreamRetention(age, size)
 
 
 def time_window(text: str | None = None) -> TimeWindow:
@@ -213,3 +290,14 @@ def graphql_limits() -> dict[str, int]:
             raise SettingsError(f"{name} {raw!r}: must be at least 1")
         out[key] = value
     return out
+
+
+def nats_client_credentials() -> dict[str, str]:
+    """``HUB_NATS_CREDS`` (a .creds file: JWT + nkey) and ``HUB_NATS_TOKEN``: credentials for an
+    external NATS beyond the user:password a URL carries (``ops.bootstrap.connect_nats``)."""
+    found: dict[str, str] = {}
+    if creds := os.environ.get("HUB_NATS_CREDS", "").strip():
+        found["user_credentials"] = creds
+    if token := os.environ.get("HUB_NATS_TOKEN", "").strip():
+        found["token"] = token
+    return found

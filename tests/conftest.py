@@ -40,7 +40,11 @@ def _pg_unreachable() -> str | None:
 
 @pytest.fixture()
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A fresh nats-server with JetStream on a free loopback port, storage in tmp_path."""
+    """A fresh nats-server with JetStream on a free loopback port, storage in tmp_path.
+
+    Authenticated, as every server of the hub: ``nats_server.url`` carries the hub user's
+    credentials (connect with it), ``nats_server.department_url("police")`` a department's, and
+    ``nats_server.address`` none (anonymous clients are refused)."""
     server = EmbeddedNats(
         store_dir=tmp_path / "nats", port=free_port(), server_name=f"test-{uuid.uuid4().hex[:6]}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -86,7 +87,17 @@ def test_up_production_refuses_and_names_each_development_default(tmp_path: Path
         assert "dev-hub-token (*)" in refusal
         assert "Open311" in refusal and "open311_keys.toml" in refusal
         assert "/metrics" in refusal and "HUB_METRICS_TOKEN" in refusal
+        for name in ("police", "citymgmt", "health", "courts", "citizens"):  # the NATS users
+            assert f"NATS user {name} has the development password" in refusal, name
         assert not (data / "nats").exists(), "production mode started something before refusing"
+
+
+def _anonymous_connect(port: int) -> str:
+    """What nats-server answers a client that connects without credentials."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.recv(4096)  # INFO
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        return sock.recv(4096).decode(errors="replace")
 
 
 @pytest.mark.slow
@@ -121,6 +132,12 @@ def test_up_publish_dlq_and_clean_shutdown(tmp_path: Path) -> None:
         assert "mode: development" in banner and "DEVELOPMENT CREDENTIALS ACTIVE" in banner, banner
         assert "dev-operator" in banner and "dev-police-token (police)" in banner, banner
         assert "Open311 takes new requests WITHOUT an api_key" in banner and "/metrics answers" in banner
+        # issue 15: the embedded NATS refuses anonymous clients; the hub's generated credentials
+        # are private (0600) and never in nats.url, which external publishers read
+        assert "authorization violation" in _anonymous_connect(nats_port).lower()
+        creds = data / "nats-hub-credentials.json"
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+        assert orjson.loads(creds.read_bytes())["password"] not in (data / "nats.url").read_text()
 
         events = tmp_path / "events.jsonl"
         lines = [orjson.dumps(e) for e in case_history("CLI-1")]

@@ -119,7 +119,8 @@ class Hub:
 
     def dead_letters(self) -> list[dict[str, object]]:
         listed = subprocess.run(
-            [HUB, "dlq", "list", "--json", "--nats-url", f"nats://127.0.0.1:{self.nats_port}"],
+            [HUB, "dlq", "list", "--json", "--nats-url", f"nats://127.0.0.1:{self.nats_port}",
+             "--data-dir", str(self.data)],  # the hub's NATS credentials are in its data dir
             capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
         return [orjson.loads(line) for line in listed.stdout.splitlines() if line.strip()]

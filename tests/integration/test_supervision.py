@@ -318,6 +318,7 @@ async def test_a_restart_keeps_the_port_and_is_ready_only_after_the_start_backlo
     finally:
         _stop_hub(proc)
     port = int((data / "nats.port").read_text())
+    credentials = (data / "nats-hub-credentials.json").read_text()  # generated at the first start
 
     # The hub is down; its NATS store is served on the kept port, and a department publishes.
     server = EmbeddedNats(store_dir=data / "nats", port=port, server_name="citybrain-hub")
@@ -338,6 +339,7 @@ async def test_a_restart_keeps_the_port_and_is_ready_only_after_the_start_backlo
             "second start",
         )
         assert (data / "nats.url").read_text().strip() == f"nats://127.0.0.1:{port}"  # the same port
+        assert (data / "nats-hub-credentials.json").read_text() == credentials  # reused (issue 15)
         text = log.read_text()
         assert f"{len(events)} events were waiting in the stream at start" in text
         assert "the start backlog is drained; ready" in text
