@@ -307,6 +307,7 @@ class AccessLog:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a full queue: flush now, on the flusher thread
         self._thread: threading.Thread | None = None
 
     def record_access(
@@ -337,7 +338,12 @@ class AccessLog:
             entry.cases[case_id] = None
             full = len(self._pending) >= self.max_pending
         if full:
-            self.flush()
+            if self._thread is not None:
+                # Called from the API's event loop: the write (a PostgreSQL round trip, a store
+                # that is down) belongs on the flusher thread, never in a resolver.
+                self._wake.set()
+            else:
+                self.flush()
 
     def record_export(
         self, role: str, principal: str, fields: Iterable[str], scope: str, operation: str = "export"
@@ -375,7 +381,11 @@ class AccessLog:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break  # close() flushes what is left
             try:
                 self.flush()
             except Exception:
@@ -383,6 +393,7 @@ class AccessLog:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None

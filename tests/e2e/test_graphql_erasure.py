@@ -2,7 +2,8 @@
 
 The real stack (nats-server, intake, projector holding its DuckDB file, the GraphQL app on uvicorn);
 `hub privacy erase` runs as its own process; the auditor's next reads of the case show the
-reporter and the crisis note as ``[erased]`` and the title unchanged (public, built from codes).
+reporter, the title (sealed: a department's own title may name someone) and the crisis note as
+``[erased]``, the stage and the timeline's steps unchanged.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ async def test_an_erased_person_is_gone_from_the_running_api(
         rewound_after = await detail(asOfPosition=2)
     assert after["reporter"] == {"name": ERASED, "phone": ERASED, "masked": before["reporter"]["masked"]}
     assert [t["note"] for t in after["timeline"] if t["type"] == "registered"] == [ERASED]
-    assert after["title"] == before["title"] and after["stage"] == before["stage"]
+    assert after["title"] == ERASED and after["stage"] == before["stage"]
     assert len(after["timeline"]) == len(before["timeline"])
     assert rewound_after["reporter"]["name"] == ERASED and rewound_after["reporter"]["phone"] == ERASED
     assert [t["note"] for t in rewound_after["timeline"] if t["type"] == "registered"] == [ERASED]

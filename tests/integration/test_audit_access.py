@@ -75,7 +75,7 @@ def test_audit_and_privacy_commands(tmp_path: Path) -> None:
     assert [e["type"] for e in events][:3] == ["reported", "registered", "dispatched"]
     assert events[0]["actor"] == "supervisor:GW-0001" and events[0]["role"] == "supervisor"
     assert events[0]["department"] == "citymgmt" and events[0]["at"] and events[0]["recorded_at"]
-    assert events[0]["personal_fields"] == ["reporter.name", "reporter.phone"]
+    assert events[0]["personal_fields"] == ["reporter.name", "reporter.phone", "title"]  # sealed free text
     assert "13800000000" not in result.output and "张三" not in result.output
 
     result = runner.invoke(app, ["audit", "access", "citymgmt-dcm/A1", *base, "--json"])

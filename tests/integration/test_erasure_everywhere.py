@@ -60,6 +60,7 @@ def _found(blob: bytes, values: dict[str, str]) -> list[str]:
 def _events() -> list[dict[str, Any]]:
     own = case_history("E1")  # a city-management case P1 reported, closed
     own[0]["data"]["reporter"] = dict(P1)
+    own[0]["data"]["title"] = f"{P1['name']}反映路灯不亮，电话{P1['phone']}"  # a department's own title
     court = event(
         "(2026)宁0102诉前调7号", m.Action.REPORTED, department="courts", kind="mediation",
         source="courts-platform",

@@ -52,8 +52,10 @@ def _views(ledger: Any, path: Path, until: int | None = None) -> dict[str, list[
                 "SELECT c.caseref, r.reporter_name, r.reporter_phone, r.reporter_id_number"
                 " FROM case_reporters r JOIN cases c USING (case_id) ORDER BY 1"
             ),
-            "cases": rows("SELECT * EXCLUDE (last_recorded_at) FROM cases ORDER BY caseref"),
-            "events": rows("SELECT * FROM events ORDER BY seq"),
+            "cases": rows("SELECT * EXCLUDE (last_recorded_at, title) FROM cases ORDER BY caseref"),
+            "titles": rows("SELECT caseref, title FROM cases ORDER BY caseref"),
+            "events": rows("SELECT * EXCLUDE (title) FROM events ORDER BY seq"),
+            "event_titles": rows("SELECT caseref, title FROM events WHERE title IS NOT NULL ORDER BY seq"),
             "counts": rows("SELECT stage, count(*) FROM cases GROUP BY 1 ORDER BY 1"),
         }
     finally:
@@ -129,7 +131,15 @@ def test_erasing_one_person_keeps_replay_and_every_other_field(store_url: str, t
         ("C3", ERASED, ERASED, ERASED),
     ]
     assert after["cases"] == before["cases"]
+    # titles are free text sealed with the report (issue 15: a department's own title may name
+    # its reporter): the erased person's read [erased], everyone else's are kept
+    titles = dict(before["titles"])
+    assert dict(after["titles"]) == {"C1": ERASED, "C2": titles["C2"], "C3": ERASED}
     assert after["events"] == before["events"]
+    assert {ref for ref, title in after["event_titles"] if title == ERASED} == {"C1", "C3"}
+    assert [t for t in after["event_titles"] if t[0] == "C2"] == [
+        t for t in before["event_titles"] if t[0] == "C2"
+    ]
     assert after["counts"] == before["counts"]
 
     asof = _views(
@@ -174,5 +184,5 @@ def test_sensitive_free_text_is_sealed_under_the_reporters_key(tmp_path: Path, k
     ledger.close()
     fresh = build_ledger(url)
     case = fresh.get_case(m.case_id_for("health-his", "H1"))
-    assert case.description == ERASED and case.title == "供水井盖破损"
+    assert case.description == ERASED and case.title == ERASED  # the title is sealed with the report
     fresh.close()

@@ -43,7 +43,7 @@ def test_default_policy_seals_reporter_fields_and_sensitive_free_text() -> None:
     policy = load_policy()
     topic = "citybrain.case.reported.v1"
     # issue 15: the free text of every case event is sealed too (a crisis note named a person)
-    free = ("description", "attachments", "note", "reason")
+    free = ("title", "description", "attachments", "note", "reason")
     assert policy.paths(topic, {"kind": "case"}) == (
         "reporter.name",
         "reporter.phone",
