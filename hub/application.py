@@ -36,6 +36,7 @@ from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
     Mapper,
+    Notification,
     PersistenceError,
     StoredEvent,
     Transcoding,
@@ -43,6 +44,7 @@ from eventsourcing.persistence import (
 
 from hub import messages as m
 from hub import privacy
+from hub.adapters.store.follower import LogFollower
 from hub.config import DomainConfig, load_domain
 from hub.domain import (
     AUTO,
@@ -187,6 +189,7 @@ class CaseLedger(Application[UUID]):
         """Who may act on which case (hub.domain.authority): refusals become ``not_permitted``."""
         self._deadlines: dict[tuple[str, str, str, str], CaseDeadlines] = {}
         self._watch_position = 0
+        self._watch_log: LogFollower[Notification] | None = None
         self._watch_due: dict[UUID, datetime] = {}
         self._watch_suspended: set[UUID] = set()
         self._known_good: m.Valid | None = None
@@ -741,14 +744,14 @@ class CaseLedger(Application[UUID]):
 
     # ------------------------------------------------------------------ deadline watcher (督办)
     def _follow_deadlines(self) -> None:
-        """Bring the deadline index up to date from the notification log (any writer, any process)."""
-        topics = _DEADLINE_TOPICS
-        while True:
-            section = self.recorder.select_notifications(
-                start=self._watch_position, limit=5000, topics=topics, inclusive_of_start=False
-            )
-            if not section:
-                return
+        """Bring the deadline index up to date from the notification log (any writer, any process).
+
+        Through the hub's one log follower: on PostgreSQL it never steps past an id that may still
+        become visible, which would miss that case's deadline (a missed escalation).
+        """
+        if self._watch_log is None:
+            self._watch_log = LogFollower(self.recorder, _DEADLINE_TOPICS)
+        for section in self._watch_log.batches(self._watch_position, 5000):
             for notification in section:
                 event = self.mapper.to_domain_event(notification)
                 case_id = notification.originator_id

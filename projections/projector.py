@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
+from hub.adapters.store.follower import LogFollower
 from projections.schema import FOLLOWED_TOPICS
 from projections.store import BATCH_SCHEMA, ReadModelStore
 
@@ -48,66 +49,11 @@ def reader_for(recorder: ApplicationRecorder, topics: Sequence[str] = FOLLOWED_T
     """The notification log of an eventsourcing recorder, filtered to case topics (and erasure
     records, see ``ReadModelStore.apply_batch``) in the database.
 
-    Why the gap check (PostgreSQL): ids come from a sequence when a row is inserted, rows become
-    visible when their transaction commits. Unless every writer takes the library's table lock
-    (its default path; not its ``enable_db_functions`` path, nor a foreign writer), a lower id can
-    become visible after a higher one, and a follower that read past the higher id would never see
-    it. So when a read is not contiguous after ``after``, a write barrier waits for every
-    transaction then inserting, and the log is read again: what is still missing below the highest
-    id first seen is gone for good (rolled back, or another topic), so nothing is skipped and no
-    time-based lag is needed. Ids above that are cut off (they may have new in-flight gaps) and
-    are read by the next call. SQLite serialises writers, so its ids are in commit order.
+    It is the hub's one log follower (``hub.adapters.store.follower.LogFollower``): on PostgreSQL
+    a lower id may become visible after a higher one, and the follower's gap rule (a write barrier,
+    no time-based lag) makes sure the projector never steps past such an id.
     """
-    wanted = list(topics)
-    barrier = _write_barrier(recorder)
-
-    def select(after: int, limit: int) -> Sequence[Notification]:
-        return recorder.select_notifications(
-            start=after, limit=limit, topics=wanted, inclusive_of_start=False
-        )
-
-    def read(after: int, limit: int) -> Sequence[Notification]:
-        notifications = select(after, limit)
-        if barrier is None or _contiguous(after, notifications):
-            return notifications
-        seen = notifications[-1].id
-        barrier()
-        return [n for n in select(after, limit) if n.id <= seen]
-
-    return read
-
-
-def _contiguous(after: int, notifications: Sequence[Notification]) -> bool:
-    """True when the ids are exactly ``after + 1, after + 2, …`` (nothing can still appear between)."""
-    return not notifications or notifications[-1].id - after == len(notifications)
-
-
-def _write_barrier(recorder: ApplicationRecorder) -> Callable[[], None] | None:
-    """PostgreSQL: a callable that returns once every transaction inserting into the log has ended.
-
-    ``SHARE`` mode conflicts with the ``ROW EXCLUSIVE`` lock every ``INSERT`` holds until its
-    transaction ends (and with the library's ``EXCLUSIVE`` insert lock), so it is granted only
-    after the writers that took ids before it; it is released at once (writers wait for it for
-    that instant only). Readers are never blocked by it. ``None`` for other stores.
-    """
-    try:
-        from eventsourcing.postgres import PostgresApplicationRecorder
-        from psycopg import sql
-    except ImportError:  # PostgreSQL support not installed: no such recorder either
-        return None
-    if not isinstance(recorder, PostgresApplicationRecorder):
-        return None
-    datastore = recorder.datastore
-    lock = sql.SQL("LOCK TABLE {}.{} IN SHARE MODE").format(
-        sql.Identifier(datastore.schema), sql.Identifier(recorder.events_table_name)
-    )
-
-    def barrier() -> None:
-        with datastore.transaction(commit=True) as curs:
-            curs.execute("SET LOCAL lock_timeout = '10s'")  # a stuck writer fails the pass, retried
-            curs.execute(lock)
-
-    return barrier
+    return LogFollower(recorder, topics)
 
 
 def to_arrow(

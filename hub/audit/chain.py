@@ -14,7 +14,10 @@ Why a follower of the log and not a hook inside the recorder's transaction: the 
 right after each committed batch by the store writer (bulk: one read of the batch's rows and one
 insert), and by anyone calling :meth:`AuditChain.extend`. It works for every writer (intake
 workers, access-log writers, imports) without overriding library internals; the cost is a window
-of at most one batch between commit and chain, closed again at every restart. ADR 0005.
+of at most one batch between commit and chain, closed again at every restart. ADR 0005. New events
+are read through the hub's one log follower (``hub.adapters.store.follower``): on PostgreSQL a lower
+id can become visible after a higher one, and chaining past it would make ``verify`` report the
+late event as "inserted" (a false tamper alarm); the follower's gap rule waits for it instead.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification
 
+from hub.adapters.store.follower import LogFollower
 from hub.audit.sql import StoreTables
 
 log = logging.getLogger(__name__)
@@ -144,6 +148,8 @@ class AuditChain:
         self.batch_size = batch_size
         self._tip: Head | None = None  # cached by extend(): the writer need not re-read it per batch
         self._uuid_ids = getattr(self.tables.datastore, "originator_id_type", "uuid") == "uuid"
+        self._new = LogFollower(recorder, select=self._section)
+        """New events to chain: never past an id that may still become visible (the gap rule)."""
         t = self.tables.table(TABLE)
         blob = self.tables.blob
         self.tables.ddl(
@@ -172,7 +178,7 @@ class AuditChain:
         previous, position, total, block = bytes.fromhex(tip.head), tip.position, tip.count, tip.block
         chained = 0
         while limit is None or chained < limit:
-            section = self._section(position, self.batch_size)
+            section = self._new.read(position, self.batch_size)
             if not section:
                 break
             ids: list[int] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any
 
 import orjson
@@ -15,6 +16,8 @@ from hub.audit.chain import GENESIS, link
 from ops.bootstrap import build_ledger
 from ops.settings import store_env
 from tests.factories import case_history
+from tests.pg_log import barrier_waiting, committed_insert, held_insert
+from tests.support import wait_until
 
 N_CASES, STEPS = 3, 7  # 21 events
 
@@ -194,3 +197,30 @@ async def test_head_is_anchored_in_nats_kv(tmp_path: Any, nats_server: Any) -> N
     finally:
         await nc.close()
         ledger.close()
+
+
+@pytest.mark.parametrize("lower_ends", ["commit", "rollback"])
+def test_an_id_visible_out_of_order_is_chained_not_alarmed(pg_database: str, lower_ends: str) -> None:
+    """PostgreSQL: a writer holds a lower id open while a higher one commits. The chain must not step
+    past the lower id (``verify`` would call it "inserted": a false tamper alarm); rolled back, the
+    lower id is stepped over without waiting for it again."""
+    ledger, chain = _store(pg_database)
+    table = ledger.recorder.events_table_name
+    first = ledger.recorder.select_notifications(start=None, limit=1)[0]
+    with held_insert(pg_database, table, first.topic, state=bytes(first.state)) as lower:
+        higher = committed_insert(pg_database, table, first.topic, state=bytes(first.state))
+        assert lower.ids[0] < higher[0]
+        chained: list[int] = []
+        extend = threading.Thread(target=lambda: chained.append(chain.extend()), name="chain")
+        extend.start()
+        wait_until(lambda: barrier_waiting(pg_database, table), what="the chain's barrier waiting")
+        assert extend.is_alive() and not chained, "the chain stepped past an id that may still appear"
+        lower.commit() if lower_ends == "commit" else lower.rollback()
+        extend.join(60)
+    expected = lower.ids + higher if lower_ends == "commit" else higher
+    assert chained == [len(expected)]
+    assert chain.extend() == 0
+    report = chain.verify()
+    assert report.ok, report.finding
+    assert report.checked == N_CASES * STEPS + len(expected)
+    assert report.head.position == higher[0]
