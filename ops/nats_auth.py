@@ -8,7 +8,7 @@ configuration for therefore requires a user:
   and it alone may publish operator commands (``city.command.>``), use the JetStream API and read
   or write ``HUB_AUDIT``. ``hub up`` generates its password at the first start into the data dir
   (``nats-hub-credentials.json``, mode 0600) and reuses it on every later start. It receives its
-  replies on an inbox of its own (:data:`HUB_INBOX_PREFIX`), which no department may subscribe to:
+  replies on an inbox of its own (``_INBOX_HUB``), which no department may subscribe to:
   a department allowed ``_INBOX.>`` would otherwise read the intake's deliveries and the hub's KV
   reads that come back on the hub's inboxes.
 - **one user per department** (部门账号): may publish only on ``city.<department>.>`` and subscribe
