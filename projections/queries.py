@@ -608,12 +608,21 @@ class RewindCache:
 
     def _build(self, n: int) -> Snapshot:
         try:
-            generation = self.live._generation()
-            snap = Snapshot.build(self.live._cursor_factory, position=n)
-            self.built += 1
-            if generation == self.live._generation():
-                self._keep(n, snap)  # else built across an erasure: served once, never kept
-            return snap
+            for _ in range(3):
+                generation = self.live._generation()
+                snap = Snapshot.build(self.live._cursor_factory, position=n)
+                self.built += 1
+                if generation == self.live._generation():
+                    self._keep(n, snap)
+                    return snap
+                # built across an erasure (the file was compacted meanwhile): its TEMP tables may
+                # hold what was just erased, so it is never served; built again
+                with suppress(Exception):
+                    snap.close()
+            raise RewindBusy(
+                "the read models were rewritten by erasures three times while this rewind was built; "
+                "ask again"
+            )
         finally:
             with self._lock:
                 self._building.pop(n, None)
