@@ -185,7 +185,10 @@ class CaseLedger(Application[UUID]):
             domain = load_domain(Path(config_dir) if config_dir else None)
         self.domain = domain
         self.catalogue = m.Catalogue.of({d.code: d.kinds for d in domain.departments.values()})
-        self.authority = Authority(command=m.COMMAND_DEPARTMENT)
+        self.authority = Authority(
+            command=m.COMMAND_DEPARTMENT,
+            sources={src: d.code for d in domain.departments.values() for src in d.sources},
+        )
         """Who may act on which case (hub.domain.authority): refusals become ``not_permitted``."""
         self._deadlines: dict[tuple[str, str, str, str], CaseDeadlines] = {}
         self._watch_position = 0
@@ -463,6 +466,7 @@ class CaseLedger(Application[UUID]):
                     try:
                         if env.department != command:
                             authority.check_identity(env.department, env.actor, env.actorrole)
+                            authority.check_source(env.source, env.department)
                         touched[case_id] = self._report(valid, grids.get(index))
                     except NotPermitted as exc:
                         outcomes.append(_not_permitted(case_id, exc))
@@ -664,6 +668,8 @@ class CaseLedger(Application[UUID]):
                     f"target_department must name a configured department to open it "
                     f"(got {p.target_department!r})"
                 )
+            if env.department != m.COMMAND_DEPARTMENT:  # rule 6: not under another's source
+                self.authority.check_source(p.target.source, dept.code, "data.target")
             kind = p.target_kind or dept.kinds[0]
             if kind not in dept.kinds:
                 raise ValueError(

@@ -38,6 +38,9 @@ class Department:
     name: str
     name_en: str
     kinds: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+    """The source systems (``source`` of its events) that belong to this department: only it may
+    report cases under them, or open them by a link (hub.domain.authority, rule 6)."""
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -63,6 +66,7 @@ def load_departments(config_dir: Path | None = None) -> dict[str, Department]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: expected a [departments.<code>] table for each department")
     departments: dict[str, Department] = {}
+    claimed: dict[str, str] = {}  # source -> department
     for code, entry in raw.items():
         where = f"{path}: [departments.{code}]"
         if not code.isidentifier() or not code.islower():
@@ -72,11 +76,24 @@ def load_departments(config_dir: Path | None = None) -> dict[str, Department]:
         kinds = entry.get("kinds")
         if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) and k for k in kinds):
             raise ConfigError(f"{where}: 'kinds' must be a non-empty list of record kinds, e.g. [\"case\"]")
+        sources = entry.get("sources", [])
+        if not isinstance(sources, list) or not all(isinstance(x, str) and x for x in sources):
+            raise ConfigError(
+                f"{where}: 'sources' must be a list of source system names, e.g. [\"police-110\"]"
+            )
+        for source in sources:
+            owner = claimed.setdefault(source, code)
+            if owner != code:
+                raise ConfigError(
+                    f"{where}: source {source!r} is already the source of department {owner!r}; "
+                    f"a source system belongs to one department"
+                )
         departments[code] = Department(
             code=code,
             name=str(entry.get("name", code)),
             name_en=str(entry.get("name_en", code)),
             kinds=tuple(kinds),
+            sources=tuple(sources),
         )
     return departments
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from hub.config import DEFAULTS_DIR, config_file
+from hub.config import DEFAULTS_DIR, config_file, load_departments
 from ops.nats_auth import nats_development_defaults
 from ops.open311_keys import KEYS_FILE, load_open311_keys
 from ops.settings import Settings, nats_client_credentials
@@ -116,6 +116,18 @@ def open311_without_keys(settings: Settings) -> list[str]:
     ]
 
 
+def departments_without_sources(settings: Settings) -> list[str]:
+    """Every department lists its source systems (``departments.toml`` ``sources``), so none can
+    open cases under another's (hub.domain.authority, rule 6)."""
+    bare = sorted(code for code, d in load_departments(settings.config_dir).items() if not d.sources)
+    if not bare:
+        return []
+    return [
+        f"departments without 'sources' in departments.toml: {', '.join(bare)} (any of them may open "
+        f"cases under a source system no department lists); list each department's source systems"
+    ]
+
+
 def metrics_without_token(settings: Settings) -> list[str]:
     """``/metrics`` must need a bearer token (``HUB_METRICS_TOKEN``)."""
     token = settings.metrics_token
@@ -146,6 +158,7 @@ CHECKS: list[Callable[[Settings], list[str]]] = [
     open311_without_keys,
     metrics_without_token,
     nats_development_passwords,
+    departments_without_sources,
 ]
 """Every door production mode checks, in the order the refusal names them. (No development store
 key exists to check: the hub ships none, ``HUB_STORE_KEY`` comes from ``hub privacy new-store-key``.)"""

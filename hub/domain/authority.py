@@ -31,13 +31,21 @@ event of department ``P``:
    ``P`` one of its involved departments, so ``P`` must already be permitted on that case too. A
    link that opens a new case (a referral to a case not yet reported) needs nothing more.
 
+6. **Source systems** (来源系统): a department may report a case under a ``source``, or open one
+   by a link, only when that source is not another department's (``sources`` in
+   ``departments.toml``). Otherwise a department could take another system's case references
+   first: the owner's own report would then be refused and its steps ``not_permitted``. A source
+   configured for no department may be used by any (a deployment lists every department's
+   sources; production mode names departments that list none). Final.
+
 Anything else is a :class:`NotPermitted` refusal; the application answers it with the verdict
 the intake dead-letters as ``not_permitted``, naming the case and the department.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,6 +85,22 @@ class Authority:
     """The rules above, for one deployment: ``command`` is the command centre's department code."""
 
     command: str = "command"
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Source system → the department it belongs to (rule 6)."""
+
+    def check_source(self, source: str, department: str, field_name: str = "source") -> None:
+        """Rule 6: raise :class:`NotPermitted` when ``source`` belongs to another department."""
+        owner = self.sources.get(source)
+        if department == self.command or owner is None or owner == department:
+            return
+        raise NotPermitted(
+            f"a case of {department} may not be opened under source {source!r}: it is {owner}'s source "
+            f"system (departments.toml 'sources'); {department} reports under its own sources",
+            department=department,
+            case_id=None,
+            field=field_name,
+            final=True,
+        )
 
     def check_identity(self, department: str, actor: str, actorrole: str | None) -> None:
         """Rule 2: raise :class:`NotPermitted` when a department's event claims a hub identity."""

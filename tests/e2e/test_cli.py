@@ -87,6 +87,7 @@ def test_up_production_refuses_and_names_each_development_default(tmp_path: Path
         assert "dev-hub-token (*)" in refusal
         assert "Open311" in refusal and "open311_keys.toml" in refusal
         assert "/metrics" in refusal and "HUB_METRICS_TOKEN" in refusal
+        assert "departments without 'sources'" in refusal  # any could open cases under others' sources
         for name in ("police", "citymgmt", "health", "courts", "citizens"):  # the NATS users
             assert f"NATS user {name} has the development password" in refusal, name
         assert not (data / "nats").exists(), "production mode started something before refusing"

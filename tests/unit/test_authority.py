@@ -9,6 +9,7 @@ through real NATS is tests/integration/test_not_permitted.py.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from hub import messages as m
 from hub.application import CaseLedger, Verdict
-from hub.config import load_domain
+from hub.config import ConfigError, load_departments, load_domain
 from hub.domain import Authority, Case, NotPermitted, Stage
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -307,3 +308,52 @@ def test_an_operator_command_comes_only_from_the_command_subject() -> None:
     refused = m.validate(raw, CATALOGUE, "city.police.case.rejected")
     assert isinstance(refused, m.Invalid) and refused.reason is m.Reason.SUBJECT_MISMATCH
     assert isinstance(m.validate(raw, CATALOGUE, "city.command.case.rejected"), m.Valid)
+
+
+# ---------------------------------------------------------------------- rule 6: source systems
+def sourced_ledger() -> CaseLedger:
+    """A deployment that lists its departments' source systems (departments.toml ``sources``)."""
+    departments = {
+        code: replace(d, sources={"citymgmt": ("citymgmt-dcm",), "police": ("police-110",)}.get(code, ()))
+        for code, d in DOMAIN.departments.items()
+    }
+    return CaseLedger(
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=replace(DOMAIN, departments=departments)
+    )
+
+
+def test_a_department_may_not_take_another_systems_case_reference_first() -> None:
+    """Police reports under city management's source system before the real report arrives: refused
+    for good, and the owner's own report is then applied as the case's first event."""
+    hub = sourced_ledger()
+    squat = police("S1", 0, "reported", {"category": "01001", "title": "井盖"})  # source citymgmt-dcm
+    (outcome,) = hub.apply_batch([squat])
+    assert outcome.verdict is Verdict.NOT_PERMITTED and outcome.field == "source"
+    assert "'citymgmt-dcm': it is citymgmt's source system" in outcome.detail
+    outcomes = hub.apply_batch(opened("S1"))
+    assert [o.verdict for o in outcomes] == [Verdict.APPLIED, Verdict.APPLIED]
+    assert hub.get_case(m.case_id_for("citymgmt-dcm", "S1")).origin_department == "citymgmt"
+
+
+def test_a_link_may_not_open_a_case_under_another_departments_source() -> None:
+    hub = sourced_ledger()
+    hub.apply_batch(
+        [police("P-2", 0, "reported", {"category": "dispute", "title": "纠纷"}, source="police-110")]
+    )
+    link = {"relation": "referred_to", "target": {"source": "citymgmt-dcm", "caseref": "S2"},
+            "target_department": "police"}  # fmt: skip
+    (outcome,) = hub.apply_batch([police("P-2", 1, "linked", link, source="police-110")])
+    assert outcome.verdict is Verdict.NOT_PERMITTED and outcome.field == "data.target"
+    assert hub.get_case(m.case_id_for("police-110", "P-2")).links == []
+
+
+def test_sources_configured_for_no_department_stay_open_and_a_source_has_one_owner(tmp_path: Any) -> None:
+    hub = sourced_ledger()
+    free = police("F1", 0, "reported", {"category": "dispute", "title": "纠纷"}, source="police-app")
+    assert [o.verdict for o in hub.apply_batch([free])] == [Verdict.APPLIED]
+    (tmp_path / "departments.toml").write_text(
+        '[departments.a]\nkinds = ["case"]\nsources = ["x"]\n'
+        '[departments.b]\nkinds = ["case"]\nsources = ["x"]\n'
+    )
+    with pytest.raises(ConfigError, match="source 'x' is already the source of department 'a'"):
+        load_departments(tmp_path)
