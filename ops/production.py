@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.config import DEFAULTS_DIR, config_file, load_departments
+from hub.messages import COMMAND_DEPARTMENT
 from ops.nats_auth import nats_development_defaults
 from ops.open311_keys import KEYS_FILE, load_open311_keys
 from ops.settings import Settings, nats_client_credentials
@@ -119,7 +120,8 @@ def open311_without_keys(settings: Settings) -> list[str]:
 def departments_without_sources(settings: Settings) -> list[str]:
     """Every department lists its source systems (``departments.toml`` ``sources``), so none can
     open cases under another's (hub.domain.authority, rule 6)."""
-    bare = sorted(code for code, d in load_departments(settings.config_dir).items() if not d.sources)
+    departments = load_departments(settings.config_dir)
+    bare = sorted(code for code, d in departments.items() if not d.sources and code != COMMAND_DEPARTMENT)
     if not bare:
         return []
     return [

@@ -128,6 +128,9 @@ class HubRuntime:
     writer_watch: WriterWatch | None = None
     readiness: Readiness | None = None
     development_credentials: list[str] = field(default_factory=list)
+    stop_requested: bool = False
+    """``stop()`` has begun: a background task failing now (its writer thread shut down under it)
+    is part of stopping, not an error to report."""
     """What production mode would refuse (development tokens, open doors): the banner names them."""
 
     # ------------------------------------------------------------------ start
@@ -185,7 +188,7 @@ class HubRuntime:
             )
         if open311_without_keys(self.settings):
             self.notices.append(
-                "WARNING: Open311 takes new requests WITHOUT an api_key (no [[key]] in "
+                "WARNING: Open311 takes new requests WITHOUT an api_key (no key entry in "
                 "HUB_CONFIG_DIR/open311_keys.toml): anyone who reaches this port can create cases; "
                 "see docs/security.md"
             )
@@ -428,6 +431,8 @@ class HubRuntime:
                     self.breaches_escalated += len(events)
                     log.info("deadline watcher: %d breaches escalated", len(events))
             except Exception:
+                if self.stop_requested:
+                    return  # the hub is stopping: its intake's writer is gone, nothing to report
                 log.exception("deadline watcher failed; retrying at the next tick")
 
     async def _demo_city(self) -> None:
@@ -597,6 +602,7 @@ class HubRuntime:
         nats-server) is killed by its process id. Nothing acknowledged is lost by that: the intake
         acks only what the store committed, and a killed writer's batch in flight is redelivered.
         """
+        self.stop_requested = True
         deadline = time.monotonic() + (STOP_BUDGET_S if budget_s is None else budget_s)
 
         def share(seconds: float) -> float:

@@ -164,7 +164,15 @@ def test_ten_demo_minutes_with_a_restart_leave_the_dead_letter_queue_empty(tmp_p
     assert letters == [], f"{len(letters)} dead letters, e.g. {letters[:3]}"
     text = "".join(log.read_text(errors="replace") for log in logs)
     assert f"demo city: resuming {stopped_at.date()} after {stopped_at.isoformat()}" in text
-    assert "WARNING" not in text and "ERROR" not in text, text[-3000:]
+    # Nothing went wrong: no warning or error but the development mode's own announcements, which
+    # issue 15 wants loud (the banner's "DEVELOPMENT CREDENTIALS ACTIVE", logged once per start).
+    announced = ("development mode, development credentials active", "Open311 takes new requests WITHOUT")
+    trouble = [
+        line
+        for line in text.splitlines()
+        if ("WARNING" in line or "ERROR" in line) and not any(a in line for a in announced)
+    ]
+    assert trouble == [], text[-3000:]
     for run in (first, second):
         # Nothing was dead-lettered, and nothing is still waiting to be (settled() saw no event
         # pending or unacked). A retry count is not asserted: an event that arrives before its
