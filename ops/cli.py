@@ -36,7 +36,9 @@ from ops.natsd import NatsStartError
 from ops.production import EXIT_REFUSED, ProductionRefused
 from ops.runtime import HubRuntime, RuntimeOptions
 from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError, time_window
+from ops.settings import demo_rate as settings_demo_rate
 from ops.settings import demo_speed as settings_demo_speed
+from ops.settings import nats_port as settings_nats_port
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -205,13 +207,11 @@ def up(
         raise _fail(str(exc)) from None
     if production:
         settings = dataclasses.replace(settings, env="production")
-    if nats_port is None and os.environ.get("HUB_NATS_PORT"):
-        nats_port = int(os.environ["HUB_NATS_PORT"])
-    if os.environ.get("HUB_DEMO_RATE"):
-        demo_rate = float(os.environ["HUB_DEMO_RATE"])
     try:
+        port = settings_nats_port(nats_port)  # HUB_NATS_PORT (the flag wins)
+        rate = settings_demo_rate(demo_rate)  # HUB_DEMO_RATE
         speed = settings_demo_speed(demo_speed)
-        asyncio.run(_up(settings, host, http_port, nats_port, no_demo, demo_rate, speed))
+        asyncio.run(_up(settings, host, http_port, port, no_demo, rate, speed))
     except ProductionRefused as exc:
         err.print(escape(str(exc)), style="red", highlight=False)
         raise typer.Exit(EXIT_REFUSED) from None
@@ -380,7 +380,8 @@ def intake(
         from ops.runtime import kill_children
 
         nc = await connect_nats(settings.resolve_nats_url(nats_url), "hub-intake")
-        worker, task = await start_intake(nc, settings.store_url, settings.config_dir, config)
+        streams = stream_settings_for(nc, settings.stream_retention)
+        worker, task = await start_intake(nc, settings.store_url, settings.config_dir, config, streams)
         endpoints = None
         if http_port is not None:
             from ops.worker_http import serve_worker_endpoints
