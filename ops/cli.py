@@ -35,7 +35,14 @@ from ops.logs import setup_logging
 from ops.natsd import NatsStartError
 from ops.production import EXIT_REFUSED, ProductionRefused
 from ops.runtime import HubRuntime, RuntimeOptions
-from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError, time_window
+from ops.settings import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_NATS_PORT,
+    Settings,
+    SettingsError,
+    intake_worker,
+    time_window,
+)
 from ops.settings import demo_rate as settings_demo_rate
 from ops.settings import demo_speed as settings_demo_speed
 from ops.settings import nats_port as settings_nats_port
@@ -331,24 +338,24 @@ def intake(
         typer.Option("--http-port", help="Serve /healthz, /readyz and /metrics of this worker on 127.0.0.1."),
     ] = None,
     worker: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--worker",
-            envvar="HUB_INTAKE_WORKER",
             help="This worker's number, from 0: it pulls the case partitions k with "
             "k mod WORKERS = WORKER; worker 0 also takes 4-token (unpartitioned) subjects. "
-            "Env HUB_INTAKE_WORKER.",
+            "Default: env HUB_INTAKE_WORKER, else 0.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--workers",
-            envvar="HUB_INTAKE_WORKERS",
             help=f"How many intake workers share the stream (1-{m.PARTITIONS}); run one process per "
-            "--worker 0..WORKERS-1. Env HUB_INTAKE_WORKERS.",
+            "--worker 0..WORKERS-1. Default: env HUB_INTAKE_WORKERS, else 1.",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run only the intake (a worker): CITY stream → event store, against an existing NATS.
@@ -360,12 +367,13 @@ def intake(
     settings = Settings.from_env(data_dir, store_url)
     delays = tuple(float(x) for x in retry_delays.split(",") if x.strip())
     try:
+        number, count = intake_worker(worker, workers)  # HUB_INTAKE_WORKER / HUB_INTAKE_WORKERS
         config = IntakeSettings(
             batch_size=batch_size,
             retry_delays_s=delays,
             ack_wait_s=ack_wait,
-            worker=worker,
-            workers=workers,
+            worker=number,
+            workers=count,
         )
         time_window()  # a malformed HUB_TIME_WINDOW is refused here, before connecting
     except ValueError as exc:

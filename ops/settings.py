@@ -349,6 +349,23 @@ def stream_replicas() -> int | None:
     return replicas
 
 
+def intake_worker(worker: int | None = None, workers: int | None = None) -> tuple[int, int]:
+    """``hub intake``'s worker number and worker count: ``--worker`` / ``--workers``, else
+    ``HUB_INTAKE_WORKER`` / ``HUB_INTAKE_WORKERS`` (systemd's ``hub-intake@.service`` sets them),
+    else 0 of 1. Their range is checked by ``hub.intake.IntakeSettings``."""
+    found: list[int] = []
+    for flag, name, default in ((worker, "HUB_INTAKE_WORKER", 0), (workers, "HUB_INTAKE_WORKERS", 1)):
+        raw = os.environ.get(name, "").strip()
+        if flag is not None or not raw:
+            found.append(default if flag is None else flag)
+            continue
+        try:
+            found.append(int(raw))
+        except ValueError:
+            raise SettingsError(f"{name} {raw!r}: expected a whole number, e.g. {default}") from None
+    return found[0], found[1]
+
+
 def log_format(explicit: str | None = None) -> str:
     """``text`` (the default) or ``json`` (``HUB_LOG_FORMAT=json``: one JSON object per line)."""
     return explicit or os.environ.get("HUB_LOG_FORMAT", "text")

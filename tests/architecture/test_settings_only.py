@@ -36,7 +36,7 @@ def _is_environ(node: ast.expr) -> bool:
 
 def _env_reads(tree: ast.AST) -> Iterator[ast.AST]:
     """Each read of the environment: ``os.environ[…]``, ``os.environ.get(…)`` (and pop,
-    setdefault), ``os.getenv(…)``, ``… in os.environ``."""
+    setdefault), ``os.getenv(…)``, ``… in os.environ``, and an option's ``envvar=`` (typer)."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript) and _is_environ(node.value):
             yield node
@@ -48,7 +48,8 @@ def _env_reads(tree: ast.AST) -> Iterator[ast.AST]:
             getenv = (isinstance(func, ast.Attribute) and func.attr == "getenv") or (
                 isinstance(func, ast.Name) and func.id == "getenv"
             )
-            if on_environ or getenv:
+            envvar = any(k.arg == "envvar" for k in node.keywords)  # typer/click reading it for us
+            if on_environ or getenv or envvar:
                 yield node
         elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
             yield node
@@ -80,10 +81,11 @@ def test_the_checker_sees_each_form_of_reading() -> None:
         'e = getenv("XX_E")\n'
         'f = "XX_F" in os.environ\n'
         'g = os.environ.get("OTHER")\n'
+        'g = typer.Option("--g", envvar="XX_G")\n'
         'h = {**os.environ, "XX_H": "1"}\n'  # building a child's environment is not reading one
     ).replace("XX_", "HUB_")  # written so, the docs test (every HUB_* name documented) skips them
-    assert hub_reads(sample) == [3, 4, 5, 6, 7, 8]
-    assert any_reads(sample) == [3, 4, 5, 6, 7, 8, 9]
+    assert hub_reads(sample) == [3, 4, 5, 6, 7, 8, 10]
+    assert any_reads(sample) == [3, 4, 5, 6, 7, 8, 9, 10]
 
 
 def test_hub_variables_are_read_in_ops_settings_only() -> None:

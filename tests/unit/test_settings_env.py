@@ -14,6 +14,7 @@ from ops.settings import (
     config_dir,
     demo_rate,
     ingest_tokens,
+    intake_worker,
     log_format,
     nats_port,
     stream_replicas,
@@ -57,6 +58,20 @@ def test_stream_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("HUB_STREAM_REPLICAS", bad)
         with pytest.raises(SettingsError, match=why):
             stream_replicas()
+
+
+def test_intake_worker_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUB_INTAKE_WORKER", raising=False)
+    monkeypatch.delenv("HUB_INTAKE_WORKERS", raising=False)
+    assert intake_worker() == (0, 1)
+    monkeypatch.setenv("HUB_INTAKE_WORKER", "2")
+    monkeypatch.setenv("HUB_INTAKE_WORKERS", "3")
+    assert intake_worker() == (2, 3)
+    assert intake_worker(1, None) == (1, 3)
+    assert intake_worker(None, 4) == (2, 4)
+    monkeypatch.setenv("HUB_INTAKE_WORKERS", "three")
+    with pytest.raises(SettingsError, match="HUB_INTAKE_WORKERS 'three': expected a whole number"):
+        intake_worker()
 
 
 def test_log_format(monkeypatch: pytest.MonkeyPatch) -> None:
