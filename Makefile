@@ -38,7 +38,8 @@ install: $(STAMP) $(NPM_STAMP)
 run: $(STAMP) $(NPM_STAMP)
 	$(BIN)/hub up
 
-test: $(STAMP) $(NPM_STAMP) browser
+# Lint first (ruff, mypy, import-linter): a red lint fails `make test`, and so `.ci/run`, before pytest runs.
+test: lint $(STAMP) $(NPM_STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -176,13 +176,15 @@ class CaseLedger(Application[UUID]):
         *,
         cache_size: int = 100_000,
         domain: DomainConfig | None = None,
+        config_dir: Path | None = None,
     ) -> None:
+        # HUB_CONFIG_DIR is read by ops (ops/settings.py) and passed in: the core reads no environment
+        self._config_dir = config_dir
         super().__init__(env)
         self._cache: OrderedDict[UUID, Case] = OrderedDict()
         self._cache_size = cache_size
         if domain is None:
-            config_dir = self.env.get("HUB_CONFIG_DIR")
-            domain = load_domain(Path(config_dir) if config_dir else None)
+            domain = load_domain(config_dir)
         self.domain = domain
         self.catalogue = m.Catalogue.of({d.code: d.kinds for d in domain.departments.values()})
         self.authority = Authority(
@@ -203,7 +205,7 @@ class CaseLedger(Application[UUID]):
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=privacy.PrivacyMapper)
 
     def construct_event_store(self) -> EventStore[UUID]:
-        return privacy.install(self.mapper, self.recorder, self.env)
+        return privacy.install(self.mapper, self.recorder, self._config_dir)
 
     def register_transcodings(self, transcoder: Any) -> None:
         super().register_transcodings(transcoder)

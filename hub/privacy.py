@@ -603,11 +603,12 @@ class SealingEventStore(EventStore[UUID]):
         return [self.mapper.to_stored_event(event) for event in domain_events]
 
 
-def install(mapper: Mapper[UUID], recorder: Any, env: Mapping[str, str]) -> EventStore[UUID]:
-    """Give the application's mapper its keyring and return the sealing event store (CaseLedger)."""
+def install(mapper: Mapper[UUID], recorder: Any, config_dir: Path | None) -> EventStore[UUID]:
+    """Give the application's mapper its keyring and return the sealing event store (CaseLedger).
+
+    ``config_dir`` (``HUB_CONFIG_DIR``, read by ops and passed in) may hold ``privacy.toml``."""
     if isinstance(mapper, PrivacyMapper):
-        config_dir = env.get("HUB_CONFIG_DIR")
-        policy = load_policy(Path(config_dir) if config_dir else None)
+        policy = load_policy(config_dir)
         mapper.sealer = Sealer(policy, Keyring(_tables_for(recorder)))
     return SealingEventStore(mapper, recorder)
 

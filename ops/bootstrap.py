@@ -1,7 +1,10 @@
-"""The composition root (装配): the one place that picks adapters and wires them together.
+"""The composition root (装配): where the hub picks its adapters and wires them together.
 
 Everything the hub runs (``hub up``, ``hub intake``, tests, benchmarks) gets its NATS connection,
-event store and intake from here, so a change of adapter is a change in one file.
+event store and intake from here, so a change of these adapters is a change in one file. Not yet
+the only place: ``ops/wiring_connectors.py``, ``ops/runtime.py``, ``ops/cli_read.py``,
+``ops/cli_audit.py`` and ``ops/writer.py`` still wire parts of their own (issue 16 moves them here).
+Values from the environment come from ``ops/settings.py``, the one reader of ``HUB_*``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hub.intake import Intake, IntakeSettings, Ledger, StreamSettings, ensure_st
 from ops.cluster import stream_settings_for
 from ops.nats_auth import HUB_INBOX_PREFIX, HUB_USER, NatsAuthError
 from ops.settings import Settings, nats_client_credentials, store_env, time_window
+from ops.settings import config_dir as settings_config_dir
 
 log = logging.getLogger("hub")
 
@@ -106,15 +110,19 @@ def build_ledger(
 ) -> CaseLedger:
     """The case ledger on the configured store.
 
+    ``config_dir`` defaults to ``HUB_CONFIG_DIR`` (ops/settings.py): the core reads no environment,
+    so the domain configuration and the privacy policy come from the directory passed here.
+
     Several processes starting at once on a fresh PostgreSQL database race in its catalog while
     each creates the tables (``CREATE … IF NOT EXISTS`` is not atomic there): the losers retry.
     """
     env = store_env(store_url)
     env.update(extra_env or {})
-    domain = load_domain(config_dir) if config_dir is not None else None
+    config_dir = config_dir if config_dir is not None else settings_config_dir()
+    domain = load_domain(config_dir)
     for attempt in range(6):
         try:
-            return CaseLedger(env, domain=domain)
+            return CaseLedger(env, domain=domain, config_dir=config_dir)
         except PersistenceError as exc:
             if attempt == 5 or not any(race in str(exc) for race in _SCHEMA_RACES):
                 raise

@@ -35,8 +35,17 @@ from ops.logs import setup_logging
 from ops.natsd import NatsStartError
 from ops.production import EXIT_REFUSED, ProductionRefused
 from ops.runtime import HubRuntime, RuntimeOptions
-from ops.settings import DEFAULT_HTTP_PORT, DEFAULT_NATS_PORT, Settings, SettingsError, time_window
+from ops.settings import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_NATS_PORT,
+    Settings,
+    SettingsError,
+    intake_worker,
+    time_window,
+)
+from ops.settings import demo_rate as settings_demo_rate
 from ops.settings import demo_speed as settings_demo_speed
+from ops.settings import nats_port as settings_nats_port
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -205,13 +214,11 @@ def up(
         raise _fail(str(exc)) from None
     if production:
         settings = dataclasses.replace(settings, env="production")
-    if nats_port is None and os.environ.get("HUB_NATS_PORT"):
-        nats_port = int(os.environ["HUB_NATS_PORT"])
-    if os.environ.get("HUB_DEMO_RATE"):
-        demo_rate = float(os.environ["HUB_DEMO_RATE"])
     try:
+        port = settings_nats_port(nats_port)  # HUB_NATS_PORT (the flag wins)
+        rate = settings_demo_rate(demo_rate)  # HUB_DEMO_RATE
         speed = settings_demo_speed(demo_speed)
-        asyncio.run(_up(settings, host, http_port, nats_port, no_demo, demo_rate, speed))
+        asyncio.run(_up(settings, host, http_port, port, no_demo, rate, speed))
     except ProductionRefused as exc:
         err.print(escape(str(exc)), style="red", highlight=False)
         raise typer.Exit(EXIT_REFUSED) from None
@@ -331,24 +338,24 @@ def intake(
         typer.Option("--http-port", help="Serve /healthz, /readyz and /metrics of this worker on 127.0.0.1."),
     ] = None,
     worker: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--worker",
-            envvar="HUB_INTAKE_WORKER",
             help="This worker's number, from 0: it pulls the case partitions k with "
             "k mod WORKERS = WORKER; worker 0 also takes 4-token (unpartitioned) subjects. "
-            "Env HUB_INTAKE_WORKER.",
+            "Default: env HUB_INTAKE_WORKER, else 0.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--workers",
-            envvar="HUB_INTAKE_WORKERS",
             help=f"How many intake workers share the stream (1-{m.PARTITIONS}); run one process per "
-            "--worker 0..WORKERS-1. Env HUB_INTAKE_WORKERS.",
+            "--worker 0..WORKERS-1. Default: env HUB_INTAKE_WORKERS, else 1.",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run only the intake (a worker): CITY stream → event store, against an existing NATS.
@@ -360,12 +367,13 @@ def intake(
     settings = Settings.from_env(data_dir, store_url)
     delays = tuple(float(x) for x in retry_delays.split(",") if x.strip())
     try:
+        number, count = intake_worker(worker, workers)  # HUB_INTAKE_WORKER / HUB_INTAKE_WORKERS
         config = IntakeSettings(
             batch_size=batch_size,
             retry_delays_s=delays,
             ack_wait_s=ack_wait,
-            worker=worker,
-            workers=workers,
+            worker=number,
+            workers=count,
         )
         time_window()  # a malformed HUB_TIME_WINDOW is refused here, before connecting
     except ValueError as exc:
@@ -380,7 +388,8 @@ def intake(
         from ops.runtime import kill_children
 
         nc = await connect_nats(settings.resolve_nats_url(nats_url), "hub-intake")
-        worker, task = await start_intake(nc, settings.store_url, settings.config_dir, config)
+        streams = stream_settings_for(nc, settings.stream_retention)
+        worker, task = await start_intake(nc, settings.store_url, settings.config_dir, config, streams)
         endpoints = None
         if http_port is not None:
             from ops.worker_http import serve_worker_endpoints

@@ -357,7 +357,8 @@ def register(app: typer.Typer) -> None:
 
     @audit_app.command("chain")
     def chain_cmd(data_dir: DataDir = None, store_url: StoreUrl = None) -> None:
-        """Chain every event recorded since the last block (the store writer does this after each batch)."""
+        """Chain every event recorded since the last block (a running hub's chain follower does this
+        every 0.2 s)."""
         ledger = _ledger(data_dir, store_url)
         added = AuditChain(ledger.recorder).extend()
         console.print(f"chained {added} events")

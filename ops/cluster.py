@@ -31,7 +31,8 @@ from hub.intake import StreamSettings
 from ops.nats_auth import CLUSTER_HUB_PASSWORD, NatsAuth, department_users
 from ops.nats_auth import HUB_USER as HUB_USER_NAME
 from ops.natsd import NatsStartError, free_port, launch_server, port_is_free
-from ops.settings import stream_retention
+from ops.settings import StreamRetention, stream_retention
+from ops.settings import stream_replicas as configured_replicas
 
 NATS_DIR = Path(__file__).resolve().parent / "nats"
 ACCOUNTS_FILE = NATS_DIR / "cluster-accounts.conf"
@@ -51,23 +52,18 @@ def stream_replicas(nc: NATS) -> int:
     survive one node), a lone server 1. Detection reads the INFO the server sent on connect,
     so it costs no request and needs no monitoring port.
     """
-    configured = os.environ.get("HUB_STREAM_REPLICAS", "").strip()
-    if configured:
-        try:
-            replicas = int(configured)
-        except ValueError:
-            raise ValueError(f"HUB_STREAM_REPLICAS={configured!r}: expected a whole number, 1 to 5") from None
-        if not 1 <= replicas <= 5:
-            raise ValueError(f"HUB_STREAM_REPLICAS={replicas}: JetStream allows 1 to 5 replicas")
-        return replicas
+    configured = configured_replicas()  # HUB_STREAM_REPLICAS
+    if configured is not None:
+        return configured
     info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
     return 3 if info.get("cluster") else 1
 
 
-def stream_settings_for(nc: NATS) -> StreamSettings:
+def stream_settings_for(nc: NATS, retention: StreamRetention | None = None) -> StreamSettings:
     """The hub's stream settings for the server it is connected to: replicas as above, retention
-    from ``HUB_STREAM_MAX_AGE`` / ``HUB_STREAM_MAX_BYTES`` (unset: kept as the stream has it)."""
-    retention = stream_retention()
+    ``Settings.stream_retention`` (``HUB_STREAM_MAX_AGE`` / ``HUB_STREAM_MAX_BYTES``; unset: kept
+    as the stream has it). Without ``retention`` (one-shot commands) it is read the same way."""
+    retention = retention if retention is not None else stream_retention()
     return StreamSettings(
         replicas=stream_replicas(nc), max_age_s=retention.max_age_s, max_bytes=retention.max_bytes
     )

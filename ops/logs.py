@@ -7,12 +7,13 @@ the intake passes those as ``extra=`` fields, which the JSON format keeps as top
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from ops.settings import log_format
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -33,7 +34,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if (fmt or os.environ.get("HUB_LOG_FORMAT", "text")) == "json":
+    if log_format(fmt) == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

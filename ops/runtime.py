@@ -29,6 +29,7 @@ from hub.api.health import health_routes
 from hub.api.metrics import Sample, metrics_routes
 from hub.intake import Intake
 from ops.bootstrap import build_ledger, connect_nats, start_intake
+from ops.cluster import stream_settings_for
 from ops.nats_auth import NatsAuth, NatsUsersError, redact
 from ops.natsd import EmbeddedNats, NatsStartError
 from ops.settings import DEFAULT_NATS_PORT, Settings
@@ -165,7 +166,10 @@ class HubRuntime:
         self.readiness = self._readiness()
         await self.readiness.measure_start()  # before the intake pulls: what waits is the backlog
         self.intake, self.tasks["intake"] = await start_intake(
-            self.nc, self.settings.store_url, self.settings.config_dir
+            self.nc,
+            self.settings.store_url,
+            self.settings.config_dir,
+            streams=stream_settings_for(self.nc, self.settings.stream_retention),
         )
         await self._start_projections()
         self.tasks["watcher"] = asyncio.create_task(self._watch_deadlines(), name="deadline-watcher")

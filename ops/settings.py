@@ -54,7 +54,6 @@ class Settings:
     def from_env(cls, data_dir: Path | None = None, store_url: str | None = None) -> Settings:
         data = (data_dir or Path(os.environ.get("HUB_DATA_DIR", "var"))).resolve()
         store = store_url or os.environ.get("HUB_STORE_URL") or f"sqlite:///{data / 'events.sqlite'}"
-        config = os.environ.get("HUB_CONFIG_DIR")
         stall = os.environ.get("HUB_STALL_S", "30")
         try:
             stall_s = float(stall)
@@ -79,7 +78,7 @@ class Settings:
             data_dir=data,
             nats_url=os.environ.get("HUB_NATS_URL") or None,
             store_url=store,
-            config_dir=Path(config).resolve() if config else None,
+            config_dir=config_dir(),
             stall_s=stall_s,
             nats_max_file_store=max_store,
             env=env,
@@ -290,6 +289,86 @@ def graphql_limits() -> dict[str, int]:
             raise SettingsError(f"{name} {raw!r}: must be at least 1")
         out[key] = value
     return out
+
+
+def config_dir() -> Path | None:
+    """``HUB_CONFIG_DIR``: the deployment's configuration files (each one present replaces the
+    shipped default of ``hub/defaults`` / ``ops/defaults``); ``None`` when unset."""
+    raw = os.environ.get("HUB_CONFIG_DIR")
+    return Path(raw).resolve() if raw else None
+
+
+def nats_port(explicit: int | None = None) -> int | None:
+    """The embedded NATS server's port: ``--nats-port``, else ``HUB_NATS_PORT``, else ``None``
+    (the kept or default port, ``ops.runtime``)."""
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get("HUB_NATS_PORT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"HUB_NATS_PORT {raw!r}: expected a port number, 1 to 65535")
+    return int(raw)
+
+
+def demo_rate(flag: float) -> float:
+    """The demo city's cases per hour: ``HUB_DEMO_RATE`` when set (it wins over ``--demo-rate``,
+    as it always has: the flag's default cannot be told from an explicit value), else the flag."""
+    raw = os.environ.get("HUB_DEMO_RATE", "").strip()
+    if not raw:
+        return flag
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"HUB_DEMO_RATE {raw!r}: expected cases per hour, e.g. 600") from None
+
+
+def ingest_tokens() -> dict[str, str]:
+    """``HUB_INGEST_TOKENS="police=secret1,health=secret2"``: HTTP ingest tokens from the
+    environment, token → department, added to ``ingest_tokens.toml``'s (ops.wiring_connectors)."""
+    tokens: dict[str, str] = {}
+    for pair in filter(None, os.environ.get("HUB_INGEST_TOKENS", "").split(",")):
+        department, _, token = pair.partition("=")
+        if token:
+            tokens[token.strip()] = department.strip()
+    return tokens
+
+
+def stream_replicas() -> int | None:
+    """``HUB_STREAM_REPLICAS`` (1 to 5): the replicas of ``CITY`` and ``CITY_DLQ``; ``None`` when
+    unset (then the server decides: 3 on a cluster, else 1; ``ops.cluster.stream_replicas``)."""
+    configured = os.environ.get("HUB_STREAM_REPLICAS", "").strip()
+    if not configured:
+        return None
+    try:
+        replicas = int(configured)
+    except ValueError:
+        raise SettingsError(f"HUB_STREAM_REPLICAS={configured!r}: expected a whole number, 1 to 5") from None
+    if not 1 <= replicas <= 5:
+        raise SettingsError(f"HUB_STREAM_REPLICAS={replicas}: JetStream allows 1 to 5 replicas")
+    return replicas
+
+
+def intake_worker(worker: int | None = None, workers: int | None = None) -> tuple[int, int]:
+    """``hub intake``'s worker number and worker count: ``--worker`` / ``--workers``, else
+    ``HUB_INTAKE_WORKER`` / ``HUB_INTAKE_WORKERS`` (systemd's ``hub-intake@.service`` sets them),
+    else 0 of 1. Their range is checked by ``hub.intake.IntakeSettings``."""
+    found: list[int] = []
+    for flag, name, default in ((worker, "HUB_INTAKE_WORKER", 0), (workers, "HUB_INTAKE_WORKERS", 1)):
+        raw = os.environ.get(name, "").strip()
+        if flag is not None or not raw:
+            found.append(default if flag is None else flag)
+            continue
+        try:
+            found.append(int(raw))
+        except ValueError:
+            raise SettingsError(f"{name} {raw!r}: expected a whole number, e.g. {default}") from None
+    return found[0], found[1]
+
+
+def log_format(explicit: str | None = None) -> str:
+    """``text`` (the default) or ``json`` (``HUB_LOG_FORMAT=json``: one JSON object per line)."""
+    return explicit or os.environ.get("HUB_LOG_FORMAT", "text")
 
 
 def nats_client_credentials() -> dict[str, str]:

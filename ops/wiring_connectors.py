@@ -10,7 +10,6 @@ Open311's reads come from the projections' ``hub.views.ReadModels`` (``hub up`` 
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from connectors.publisher import publish_events
 from hub.api.ingest import IngestConfig, SubmitFn, ingest_routes
 from hub.api.open311 import DEFAULT_MAX_BYTES, ApiKey, Open311Config, RequestReads, open311_routes
 from ops.open311_keys import load_open311_keys
-from ops.settings import time_window
+from ops.settings import ingest_tokens, time_window
 
 DEFAULTS = Path(__file__).parent / "defaults"
 DESCRIPTIONS = {
@@ -74,10 +73,7 @@ def load_tokens(config_dir: Path | None) -> dict[str, str]:
     for department, values in raw.items():
         for token in [values] if isinstance(values, str) else values:
             tokens[str(token)] = department
-    for pair in filter(None, os.environ.get("HUB_INGEST_TOKENS", "").split(",")):
-        department, _, token = pair.partition("=")
-        if token:
-            tokens[token.strip()] = department.strip()
+    tokens.update(ingest_tokens())  # HUB_INGEST_TOKENS
     return tokens
 
 

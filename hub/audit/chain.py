@@ -11,10 +11,14 @@ also anchored *outside* the store (a NATS KV bucket, or printed for a notary): s
 rewrite both the events and the chain table still cannot make them match an anchored head.
 
 Why a follower of the log and not a hook inside the recorder's transaction: the chain is appended
-right after each committed batch by the store writer (bulk: one read of the batch's rows and one
-insert), and by anyone calling :meth:`AuditChain.extend`. It works for every writer (intake
-workers, access-log writers, imports) without overriding library internals; the cost is a window
-of at most one batch between commit and chain, closed again at every restart. ADR 0005. New events
+after the batches are committed, never in the writer's turn. In a running hub a sibling process of
+the store writer, the chain follower (``ops/chain_follower.py``, started and stopped with it by
+``RemoteLedger``), calls :func:`follower`'s function every 0.2 s (bulk: one read of the new rows
+and one insert per block); ``hub audit chain`` and anyone else call :meth:`AuditChain.extend`.
+It works for every writer (intake workers, access-log writers, imports) without overriding
+library internals, and a failure to chain never fails a committed batch; the cost is a window
+between commit and chain of about one poll, closed by the next poll, by ``hub audit chain`` or at
+the next start (on stop the follower chains what is left). ADR 0005. New events
 are read through the hub's one log follower (``hub.adapters.store.follower``): on PostgreSQL a lower
 id can become visible after a higher one, and chaining past it would make ``verify`` report the
 late event as "inserted" (a false tamper alarm); the follower's gap rule waits for it instead.
@@ -371,16 +375,17 @@ class AuditChain:
                 first,
                 "unchained",
                 f"{report.unchained} event(s) from position {first} are not in the chain yet: recorded after "
-                f"the last block (a running hub chains them within a batch) or inserted behind its back",
+                f"the last block (a running hub chains them within about 0.2 s) or inserted behind its back",
             )
         return report
 
 
 def follower(recorder: Any, backlog_per_call: int = 50_000) -> Callable[[], int]:
-    """For the store writer: call after every committed batch to chain it (never raises).
+    """For the chain follower process (``ops/chain_follower.py``): call it every poll to chain what
+    was committed since the last call (never raises).
 
-    Each call chains the new batch plus at most ``backlog_per_call`` older unchained events, so
-    a store that predates the chain is caught up over the first batches without stalling one.
+    Each call chains at most ``backlog_per_call`` unchained events, so a store that predates the
+    chain is caught up over the first polls without one call running for minutes.
     """
     chain = AuditChain(recorder)
 
