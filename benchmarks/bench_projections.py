@@ -29,13 +29,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hub.views import Window  # noqa: E402
+from hub.vocabulary import APPLICATION_NAME, OPEN_STAGES, Stage  # noqa: E402
 from ops.bootstrap import build_ledger  # noqa: E402
 from projections import DuckDBReadModels, ReadModelStore, rebuild  # noqa: E402
 from projections.projector import reader_for, section_sizes  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
-_STAGES = ["reported", "registered", "dispatched", "accepted", "handled", "verified", "closed", "evaluated"]
+_STAGES = [*OPEN_STAGES, Stage.CLOSED.value, Stage.EVALUATED.value]
 _STAGE_LIST = "[" + ", ".join(f"'{s}'" for s in _STAGES) + "]"
 
 
@@ -153,7 +154,7 @@ FROM (SELECT i, k, {stages}[k + 1] AS type, {grid} AS g
 """
     with store.transaction() as con:
         con.execute(sql)
-        con.execute("INSERT INTO tracking VALUES ('CityHub', ?)", [n * len(_STAGES)])
+        con.execute("INSERT INTO tracking VALUES (?, ?)", [APPLICATION_NAME, n * len(_STAGES)])
     return n * len(_STAGES)
 
 

@@ -65,6 +65,7 @@ from typing import Any
 from connectors import base
 from connectors.base import RecordError
 from hub import messages as m
+from hub.vocabulary import PRIORITIES
 
 A = m.Action
 LEVELS = ("reported", "registered", "dispatched", "accepted", "closed")
@@ -136,7 +137,7 @@ class TableMapping:
                 raise MappingError(f"{where}: [agencies] {native!r} = {token!r} is not a lower-case token")
         priorities = {str(k): str(v) for k, v in raw.get("priorities", {}).items()}
         for native, pri in priorities.items():
-            if pri not in ("urgent", "high", "normal", "low"):
+            if pri not in PRIORITIES:
                 raise MappingError(f"{where}: [priorities] {native!r} = {pri!r}")
         cats = dict(raw.get("categories", {}))
         strict = bool(cats.pop("strict", False))

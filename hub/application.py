@@ -61,6 +61,7 @@ from hub.domain import (
     Unroutable,
 )
 from hub.domain.sla import CaseDeadlines, breach_event_id
+from hub.vocabulary import APPLICATION_NAME, STAGE_LIMIT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ WATCHER_ACTOR = "system:sla-watcher"
 class CaseLedger(Application[UUID]):
     """案件台账: the event-sourced record of every case, and the use cases that change it."""
 
-    name = "CityHub"
+    name = APPLICATION_NAME
 
     def __init__(
         self,
@@ -627,7 +628,7 @@ class CaseLedger(Application[UUID]):
             and case.origin_department in self.domain.routing.auto_dispatch
         ):
             self._auto_dispatch(case, env)
-        if after in _CONCLUDED and before not in _FINISHED:
+        if after in _CONCLUDED and before not in _CONCLUDED:
             self._propagate_conclusion(case, env, touched, trust_cache)
 
     def _auto_dispatch(self, case: Case, env: m.Envelope) -> None:
@@ -806,7 +807,7 @@ class CaseLedger(Application[UUID]):
             event_id = breach_event_id(case.id, case.stage.value, case.due)
             if case.has_applied(event_id):
                 continue
-            limit_name = _LIMIT_NAMES.get(case.stage.value, case.stage.value)
+            limit_name = STAGE_LIMIT_NAMES.get(case.stage.value, case.stage.value)
             events.append(
                 m.make_event(
                     id=event_id,
@@ -879,22 +880,8 @@ def _field_of(exc: BaseException) -> str:
     return ""
 
 
-def watch_deadlines(ledger: CaseLedger, now: datetime) -> list[Outcome]:
-    """Entry point for ops: one pass of the deadline watcher (督办 on every breached SLA deadline)."""
-    return ledger.escalate_overdue(now)
-
-
-_FINISHED = frozenset({Stage.CLOSED, Stage.EVALUATED, Stage.REJECTED, Stage.MERGED})
 _CONCLUDED = frozenset(s for s in Stage if s.value in CONCLUDED_STAGES)
 """``Case.is_concluded`` as a set of stages (the property reads the enum's value on every call)."""
-_LIMIT_NAMES = {
-    "reported": "立案时限",
-    "registered": "派遣时限",
-    "dispatched": "签收时限",
-    "accepted": "处置时限",
-    "handled": "核查时限",
-    "verified": "结案时限",
-}
 _DEADLINE_TOPICS = tuple(
     cls.TOPIC
     for cls in (

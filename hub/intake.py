@@ -63,6 +63,8 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from hub import messages as m
+from hub.adapters.process import GC_THRESHOLDS as GC_THRESHOLDS
+from hub.adapters.process import tune_gc as tune_gc
 from hub.application import Outcome, Verdict
 
 log = logging.getLogger(__name__)
@@ -385,24 +387,6 @@ _LATE_REASONS: dict[Verdict, tuple[m.Reason, str]] = {
 }
 """What an event its case could not take *yet* is dead-lettered as once its retries ran out, and
 the field named when the outcome names none (the rest: ``refused``, at ``type``)."""
-
-
-GC_THRESHOLDS = (50_000, 20, 100)
-"""Cyclic-GC thresholds of an intake process (defaults 700, 10, 10)."""
-
-
-def tune_gc() -> None:
-    """Freeze the heap built so far and make cyclic garbage collection rarer, process-wide.
-
-    Why: every message allocates several objects (nats-py's ``Msg``, the decoded event, futures
-    of its ack) that die by reference counting; with the default thresholds they still trigger a
-    young collection every 700 allocations, and regularly a full one over everything the process
-    holds (configuration, caches, the API's and projector's state in ``hub up``). Measured with the
-    intake benchmark's events: intake-process CPU ≈ 35 → 30 µs an event. Cycles are still
-    collected, in rarer passes."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 RawHandler = Callable[[int, bytes, bytes, bytes, "bytes | None"], None]
@@ -733,11 +717,6 @@ class Intake:
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - prepared.started
         self.stats.batch_seconds_total += self.stats.last_batch_seconds
-
-    async def process(self, msgs: Sequence[Msg]) -> None:
-        """Validate, decide and record one batch, then ack / nak / dead-letter each message."""
-        prepared = self._prepare(msgs)
-        await self._settle(prepared, await self._apply(prepared))
 
     async def _tell_done(self, done: Sequence[tuple[Msg, str]]) -> None:
         """Tell a waiting mutation that its operator command was already done (AlreadyDone): it is

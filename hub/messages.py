@@ -31,6 +31,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
+from hub.vocabulary import LinkRelation, Priority
+
 SPECVERSION = "1.0"
 SUBJECT_PREFIX = "city"
 STREAM = "CITY"
@@ -120,7 +122,7 @@ class Reported(_Payload, kw_only=True, frozen=True):
     category: NonEmpty
     title: Annotated[str, Meta(min_length=1, max_length=500)]
     description: Text = ""
-    priority: Literal["urgent", "high", "normal", "low"] = "normal"
+    priority: Priority = "normal"
     channel: Token = "system"
     location: Location | None = None
     reporter: Person | None = None
@@ -135,7 +137,7 @@ class Registered(Note, kw_only=True, frozen=True):
     """立案. Optional corrections of category and priority made by the registering operator."""
 
     category: NonEmpty | None = None
-    priority: Literal["urgent", "high", "normal", "low"] | None = None
+    priority: Priority | None = None
 
 
 class WithReason(_Payload, kw_only=True, frozen=True):
@@ -221,7 +223,7 @@ class Resumed(Note, kw_only=True, frozen=True):
 class Linked(Note, kw_only=True, frozen=True):
     """关联: a relation to a case in another department (警调对接, 诉调对接, 精神卫生 …)."""
 
-    relation: Literal["referred_to", "duplicate_of", "parent_of", "child_of"]
+    relation: LinkRelation
     target: CaseRef
     target_department: Token | None = None
     target_kind: Token | None = None
@@ -816,14 +818,6 @@ def printable(text: str, limit: int = 2000) -> str:
     except UnicodeEncodeError:
         out = out.encode("utf-8", "backslashreplace").decode("utf-8")
     return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
-def decode_trusted(raw: bytes | str) -> Valid:
-    """Decode an event that :func:`validate` already accepted (in another process): no catalogue
-    checks, and any failure is a programming error, not bad input."""
-    env = _DECODER.decode(raw)
-    payload = msgspec.convert(env.data, PAYLOADS[_ACTION_OF[env.type.rsplit(".", 1)[1]]])
-    return Valid(env, payload, env.case_id, raw)
 
 
 class WireEvent(Struct, array_like=True, frozen=True):

@@ -23,6 +23,7 @@ import typer
 from rich.table import Table
 
 from hub.audit import AccessLog, AuditChain, Head, case_history, open_access_store, read_access
+from hub.vocabulary import APPLICATION_NAME
 from ops.console import console, err
 from ops.settings import Settings
 
@@ -69,14 +70,14 @@ async def _bucket(js: Any) -> Any:
         return await js.create_key_value(bucket=ANCHOR_BUCKET, history=ANCHOR_HISTORY)
 
 
-async def anchor_head(js: Any, head: Head, name: str = "CityHub") -> int:
+async def anchor_head(js: Any, head: Head, name: str = APPLICATION_NAME) -> int:
     """Put the chain head into the NATS KV bucket; returns the KV revision."""
     kv = await _bucket(js)
     doc = {**head.to_dict(), "anchored_at": datetime.now(UTC).isoformat()}
     return int(await kv.put(anchor_key(name), orjson.dumps(doc)))
 
 
-async def anchored_head(js: Any, name: str = "CityHub") -> Head | None:
+async def anchored_head(js: Any, name: str = APPLICATION_NAME) -> Head | None:
     from nats.js.errors import KeyNotFoundError
 
     kv = await _bucket(js)
@@ -87,7 +88,9 @@ async def anchored_head(js: Any, name: str = "CityHub") -> Head | None:
     return Head.from_dict(orjson.loads(entry.value)) if entry.value else None
 
 
-async def anchor_forever(nc: Any, recorder: Any, name: str = "CityHub", interval: float = 10.0) -> None:
+async def anchor_forever(
+    nc: Any, recorder: Any, name: str = APPLICATION_NAME, interval: float = 10.0
+) -> None:
     """For ``hub up``: anchor the chain head in NATS KV whenever it moved (every ``interval`` s)."""
     chain = AuditChain(recorder)
     js = nc.jetstream()

@@ -31,12 +31,13 @@ import pyarrow.compute as pc
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from hub.adapters.store.follower import LogFollower
+from hub.vocabulary import APPLICATION_NAME
 from projections.schema import FOLLOWED_TOPICS
 from projections.store import BATCH_SCHEMA, ReadModelStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_APPLICATION = "CityHub"
+DEFAULT_APPLICATION = APPLICATION_NAME
 
 
 class NotificationReader(Protocol):

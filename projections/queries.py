@@ -47,9 +47,9 @@ from hub.views import (
     StageCount,
     Window,
 )
+from hub.vocabulary import OPEN_STAGES
 from projections.derive import PART_TYPES, case_rows_statement, derive_statements
 from projections.indicators import INDICATORS
-from projections.schema import OPEN_STAGES
 
 _PART_INPUT = ", ".join(f"'{t}'" for t in (*PART_TYPES, "verified"))
 """Event types the part stream reads (``derive_statements``: part events and failed verifications)."""

@@ -251,7 +251,6 @@ CASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "BIGINT"),
 )
 
-OPEN_STAGES = ("reported", "registered", "dispatched", "accepted", "handled", "verified")
 
 DUE_SETTERS = (
     "reported",

@@ -4,5 +4,6 @@ Why a package of its own (design §3, issue 16): the domain and the use cases st
 of driver details, so they can be read and tested without a database; everything that talks to the
 outside world sits here, at the edge, and ``ops`` wires it together. It grows one adapter at a
 time: so far the notification-log follower (``hub.adapters.store.follower``) and the erasure of a
-person's raw messages in the streams (``hub.adapters.privacy``).
+person's raw messages in the streams (``hub.adapters.privacy``) and the processes' start-up
+tuning (``hub.adapters.process``).
 """

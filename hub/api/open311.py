@@ -54,11 +54,12 @@ from hub import messages as m
 from hub.api.ingest import SubmitFn
 from hub.api.limits import BodyTooLarge, Pace, TokenBuckets, read_limited
 from hub.views import CaseFilter, CasePage, CaseRow, Scope
+from hub.vocabulary import CONCLUDED_STAGES
+from hub.vocabulary import EVALUABLE_STAGES as EVALUABLE_STAGES
 
 SOURCE = "open311"
 DEPARTMENT = "citizens"
-CLOSED_STAGES = frozenset({"closed", "evaluated", "rejected", "merged"})
-EVALUABLE_STAGES = frozenset({"closed", "evaluated"})
+CLOSED_STAGES = CONCLUDED_STAGES
 """A citizen evaluates (评价) a request the hub has closed; evaluated again: the same score is a
 duplicate, another is refused by the case."""
 MAX_RESULTS = 1000

@@ -41,21 +41,13 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, CanMutateAggregate
 
 from hub.domain.sla import Deadlines
-
-
-class Stage(StrEnum):
-    """Where a case stands in the closed loop."""
-
-    REPORTED = "reported"  # 上报
-    REGISTERED = "registered"  # 立案
-    REJECTED = "rejected"  # 不予立案 (terminal)
-    MERGED = "merged"  # 合并入主案件 (terminal)
-    DISPATCHED = "dispatched"  # 派遣
-    ACCEPTED = "accepted"  # 签收
-    HANDLED = "handled"  # 处置反馈
-    VERIFIED = "verified"  # 核查通过
-    CLOSED = "closed"  # 结案
-    EVALUATED = "evaluated"  # 评价 (terminal)
+from hub.vocabulary import CONCLUDED_STAGES as CONCLUDED_STAGES
+from hub.vocabulary import INVERSE as INVERSE
+from hub.vocabulary import OPEN_STAGES as OPEN_STAGE_NAMES
+from hub.vocabulary import PRIORITIES as PRIORITIES
+from hub.vocabulary import RELATIONS as RELATIONS
+from hub.vocabulary import WAITING_RELATIONS as WAITING_RELATIONS
+from hub.vocabulary import Stage as Stage
 
 
 class Part(StrEnum):
@@ -79,26 +71,8 @@ STAGE_LABELS: dict[Stage, str] = {
     Stage.EVALUATED: "评价",
 }
 
-OPEN_STAGES = frozenset(
-    {Stage.REPORTED, Stage.REGISTERED, Stage.DISPATCHED, Stage.ACCEPTED, Stage.HANDLED, Stage.VERIFIED}
-)
+OPEN_STAGES = frozenset(Stage(stage) for stage in OPEN_STAGE_NAMES)
 """Stages in which the case is still someone's work (SLA clock running unless suspended)."""
-
-PRIORITIES = ("urgent", "high", "normal", "low")
-RELATIONS = ("referred_to", "referred_from", "duplicate_of", "duplicated_by", "parent_of", "child_of")
-INVERSE: dict[str, str] = {
-    "referred_to": "referred_from",
-    "referred_from": "referred_to",
-    "duplicate_of": "duplicated_by",
-    "duplicated_by": "duplicate_of",
-    "parent_of": "child_of",
-    "child_of": "parent_of",
-}
-"""Each link is recorded on both cases, the target holding the inverse relation."""
-WAITING_RELATIONS = frozenset({"referred_to", "parent_of"})
-"""Relations whose target must conclude before this case may close (转介 awaits the result; a parent
-awaits all its children)."""
-CONCLUDED_STAGES = frozenset({"closed", "evaluated", "rejected", "merged"})
 
 # The commands allowed from each stage (besides the per-department and suspension guards).
 ALLOWED: dict[Stage, tuple[str, ...]] = {

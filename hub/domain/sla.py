@@ -21,17 +21,11 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 from hub.domain.calendar import WorkingCalendar
+from hub.vocabulary import OPEN_STAGES
+from hub.vocabulary import STAGE_LIMIT_NAMES as STAGE_LIMIT_NAMES
 
-CLOCKED_STAGES = ("reported", "registered", "dispatched", "accepted", "handled", "verified")
+CLOCKED_STAGES = OPEN_STAGES
 """Open stages that have a time limit; the limit ends when the case leaves the stage."""
-STAGE_LIMIT_NAMES = {
-    "reported": "立案时限",
-    "registered": "派遣时限",
-    "dispatched": "签收时限",
-    "accepted": "处置时限",
-    "handled": "核查时限",
-    "verified": "结案时限",
-}
 Clock = Literal["working", "calendar"]
 
 
