@@ -74,6 +74,7 @@ restarts: $(STAMP)
 # MINUTES given on the command line or in the environment wins; otherwise 5 (soak keeps its 10).
 CHAOS_MINUTES = $(if $(filter command line environment environment override,$(origin MINUTES)),$(MINUTES),5)
 chaos: $(STAMP)
+	HUB_TEST_IMPORT_ROWS=100000 $(BIN)/python -m pytest -q tests/integration/test_connectors_import.py
 	$(BIN)/python -m benchmarks.chaos --minutes $(CHAOS_MINUTES)
 
 clean:

@@ -1,4 +1,7 @@
-"""Issue 4 acceptance: a 100,000-row 12345 export through a mapping file, SIGKILLed midway and resumed.
+"""Issue 4 acceptance: a 12345 export through a mapping file, SIGKILLed midway and resumed.
+
+The suite imports 25,000 rows (the same path, a quarter of the time: the suite stays within its 15
+minutes); `make chaos` runs it at issue 4's 100,000 rows (``HUB_TEST_IMPORT_ROWS``).
 
 Every valid row becomes a case history with its original timestamps; invalid rows are reported with
 row number and reason; after the kill and restart no event is in the stream or the store twice.
@@ -27,7 +30,7 @@ from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "connectors" / "mappings" / "hotline_12345.toml"
-ROWS = 100_000
+ROWS = int(os.environ.get("HUB_TEST_IMPORT_ROWS", "25000"))
 CST = timezone(timedelta(hours=8))
 
 
@@ -82,7 +85,7 @@ async def test_import_killed_midway_and_resumed(nats_server: EmbeddedNats, tmp_p
         assert intake.stats.dead_lettered == 0
         assert ledger.case_count() == expected["valid"]
         # original timestamps: row i was reported at 2025-01-01 08:00 + 5i minutes (+0..4), Beijing time
-        for i in (0, 33_333, killed_at, ROWS - 1):
+        for i in (0, ROWS // 3, killed_at, ROWS - 1):
             if i % 1000 == 7:
                 continue
             case = ledger.get_case(m.case_id_for("hotline-12345", f"GD{i:08d}"))
