@@ -27,7 +27,7 @@ import orjson  # noqa: E402
 from eventsourcing.persistence import Mapper  # noqa: E402
 
 from hub import messages as m  # noqa: E402
-from hub.audit import AuditChain  # noqa: E402
+from hub.adapters.audit import AuditChain  # noqa: E402
 from ops.bootstrap import build_ledger  # noqa: E402
 from tests.factories import case_history  # noqa: E402
 

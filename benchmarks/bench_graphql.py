@@ -37,8 +37,8 @@ import uvicorn  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 
 from benchmarks.bench_projections import synthetic_cases  # noqa: E402
-from hub.api.graphql import ApiContext, TokenBook, graphql_routes  # noqa: E402
-from hub.config import load_catalogue  # noqa: E402
+from hub.adapters.config.loading import load_catalogue  # noqa: E402
+from hub.api.gql import ApiContext, TokenBook, graphql_routes  # noqa: E402
 from hub.views import Scope, Window  # noqa: E402
 from ops.natsd import free_port  # noqa: E402
 from projections import DuckDBReadModels, ReadModelStore  # noqa: E402

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from hub import demo_city
-from hub.config import load_grids
+from hub.adapters.config.loading import load_grids
+from ops import demo_city
 
 POINTS = 100_000
 

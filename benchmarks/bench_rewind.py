@@ -76,8 +76,8 @@ def _serve(root: str, n_events: int, port: int, ready: Any) -> None:
     from starlette.applications import Starlette
 
     from benchmarks.bench_projections import _synthetic_events, synthetic_cases
-    from hub.api.graphql import ApiContext, Limits, TokenBook, graphql_routes
-    from hub.config import load_catalogue
+    from hub.adapters.config.loading import load_catalogue
+    from hub.api.gql import ApiContext, Limits, TokenBook, graphql_routes
     from ops.settings import graphql_limits
     from projections import DuckDBReadModels, ReadModelStore, queries
 

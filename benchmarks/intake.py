@@ -31,9 +31,10 @@ from nats.aio.msg import Msg
 
 from connectors.publisher import publish_events
 from hub import messages as m
+from hub.adapters.config.loading import load_catalogue
 from hub.application import CaseLedger
-from hub.config import load_catalogue
-from hub.intake import Intake, IntakeSettings, Ledger, ensure_streams
+from hub.application.ports import Ledger
+from hub.intake import Intake, IntakeSettings, ensure_streams
 from ops.bootstrap import build_ledger, connect_nats
 from ops.natsd import EmbeddedNats, free_port
 from ops.writer import RemoteLedger

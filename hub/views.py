@@ -329,7 +329,7 @@ class ReadModels(Protocol):
 
 # ------------------------------------------------------------------ erasure (个人信息删除)
 ERASED = "[erased]"
-"""What a personal field reads as once its person's key was erased (crypto-shredding, hub.privacy)."""
+"""What a personal field reads as once its person's key was erased (crypto-shredding, privacy sealing)."""
 ERASURE_TOPIC = "citybrain.privacy.erased.v1"
 """The stored event recording an erasure (``hub privacy erase``): the key ids, the cases they seal
 and the sealed field paths. The projector follows it in log order and masks those cases' sealed

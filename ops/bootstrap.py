@@ -2,8 +2,8 @@
 
 Everything the hub runs (``hub up``, ``hub intake``, tests, benchmarks) gets its NATS connection,
 event store and intake from here, so a change of these adapters is a change in one file. Not yet
-the only place: ``ops/wiring_connectors.py``, ``ops/runtime.py``, ``ops/cli_read.py``,
-``ops/cli_audit.py`` and ``ops/writer.py`` still wire parts of their own (issue 16 moves them here).
+the only place: ``ops/wiring_connectors.py``, ``ops/runtime.py``, ``ops/cli/read.py``,
+``ops/cli/audit.py`` and ``ops/writer.py`` still wire parts of their own (issue 16 moves them here).
 Values from the environment come from ``ops/settings.py``, the one reader of ``HUB_*``.
 """
 
@@ -22,9 +22,10 @@ from urllib.parse import unquote, urlsplit
 from eventsourcing.persistence import PersistenceError
 from nats.aio.client import Client as NATS
 
+from hub.adapters.config.loading import load_catalogue, load_domain
 from hub.application import CaseLedger
-from hub.config import load_catalogue, load_domain
-from hub.intake import Intake, IntakeSettings, Ledger, StreamSettings, ensure_streams
+from hub.application.ports import Ledger
+from hub.intake import Intake, IntakeSettings, StreamSettings, ensure_streams
 from ops.cluster import stream_settings_for
 from ops.nats_auth import HUB_INBOX_PREFIX, HUB_USER, NatsAuthError
 from ops.settings import Settings, nats_client_credentials, store_env, time_window

@@ -32,15 +32,15 @@ START_TIMEOUT_S = 60.0
 
 def _follow(conn: Connection, store_url: str, config_dir: str | None) -> None:
     """The child: chain, then wait for the next poll, until the parent goes away."""
-    from hub.audit.chain import follower
+    from hub.adapters.audit.chain import follower
     from ops.bootstrap import build_ledger
     from ops.natsd import exit_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the intake stops us by closing the pipe
     exit_with_parent()  # a SIGKILLed intake leaves no follower behind
-    from hub.logs import child_logging
+    from hub.adapters.logs import child_logging
 
-    child_logging("chain")  # identical lines rate-limited (hub/logs.py)
+    child_logging("chain")  # identical lines rate-limited (hub/adapters/logs.py)
     try:
         ledger = build_ledger(store_url, config_dir=Path(config_dir) if config_dir else None)
     except Exception as exc:

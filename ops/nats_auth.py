@@ -134,7 +134,7 @@ def department_users(config_dir: Path | None) -> dict[str, str]:
     path = users_file(config_dir)
     if path == SHIPPED_USERS:
         return dict(development_passwords())
-    from hub.config import load_departments
+    from hub.adapters.config.loading import load_departments
 
     return read_users(path, departments=load_departments(config_dir))
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from hub.config import DEFAULTS_DIR, config_file, load_departments
+from hub.adapters.config.loading import DEFAULTS_DIR, config_file, load_departments
 from hub.messages import COMMAND_DEPARTMENT
 from ops.nats_auth import nats_development_defaults
 from ops.open311_keys import KEYS_FILE, load_open311_keys

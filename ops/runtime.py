@@ -63,8 +63,8 @@ def graphql_app_routes(
     access: Any = None,
 ) -> list[Any]:
     """The GraphQL API (/graphql, GraphiQL, graphql-transport-ws) over the read models and NATS."""
-    from hub.api.graphql import ApiContext, DepartmentInfo, Limits, TokenBook, graphql_routes
-    from hub.config import load_catalogue, load_departments, load_grids
+    from hub.adapters.config.loading import load_catalogue, load_departments, load_grids
+    from hub.api.gql import ApiContext, DepartmentInfo, Limits, TokenBook, graphql_routes
     from ops.settings import graphql_limits
 
     departments = {
@@ -85,8 +85,8 @@ def graphql_app_routes(
 
 def screen_app_routes(config_dir: Path | None) -> list[Any]:
     """The command-centre screen at ``/`` (static files over the public GraphQL API)."""
+    from hub.adapters.config.loading import config_file
     from hub.api.screen import screen_routes
-    from hub.config import config_file
 
     return list(screen_routes(config_file("grids.geojson", config_dir)))
 
@@ -122,7 +122,7 @@ class HubRuntime:
     reader: Any = None
     """The read-only ledger the projector follows (kept: a dropped Application closes its pool)."""
     access: Any = None
-    """The read access log (hub.audit.AccessLog) the GraphQL API records personal-data reads in."""
+    """The read access log (hub.adapters.audit.AccessLog) the GraphQL API records personal-data reads in."""
     notices: list[str] = field(default_factory=list)
     breaches_escalated: int = 0
     supervisor: Supervisor | None = None
@@ -325,19 +325,19 @@ class HubRuntime:
 
     async def _start_projections(self) -> None:
         """The read side follows the store's notification log (its own reader, its own DuckDB file)."""
-        from ops.cli_read import start_projections
+        from ops.cli.read import start_projections
 
         self.reader = await asyncio.to_thread(build_ledger, self.settings.store_url)
         self.projections = await asyncio.to_thread(start_projections, self.reader, self.settings)
         assert self.intake is not None
         self.intake.on_committed = self.projections.notify  # wake the projector after each batch
-        from ops.cli_audit import access_log, anchor_forever
+        from ops.cli.audit import access_log, anchor_forever
 
         self.access = access_log(self.reader)
         self.tasks["anchor"] = asyncio.create_task(
             anchor_forever(self.nc, self.reader.recorder), name="audit-anchor"
         )
-        from hub.api.graphql import commit_publisher
+        from hub.api.gql import commit_publisher
 
         # every API process (this one and replicas) feeds its GraphQL subscriptions from these notices
         self.projections.projector.on_commit = commit_publisher(self.nc, asyncio.get_running_loop())

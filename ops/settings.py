@@ -270,7 +270,7 @@ def _store_env(url: str) -> dict[str, str]:
 
 
 def graphql_limits() -> dict[str, int]:
-    """Limits of the GraphQL API from the environment, as ``hub.api.graphql.Limits`` arguments:
+    """Limits of the GraphQL API from the environment, as ``hub.api.gql.Limits`` arguments:
     ``HUB_GRAPHQL_MAX_BYTES`` (a query document above it is refused unparsed; default 100000) and
     ``HUB_GRAPHQL_REWINDS_PER_MINUTE`` (``asOf`` rewinds per screen/operator token; default 10)."""
     out: dict[str, int] = {}

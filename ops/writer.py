@@ -55,9 +55,9 @@ from uuid import UUID
 import msgspec
 
 from hub import messages as m
+from hub.adapters.logs import child_logging
 from hub.adapters.process import tune_gc
-from hub.application import Outcome, Verdict
-from hub.logs import child_logging
+from hub.application.outcome import Outcome, Verdict
 from ops.chain_follower import ChainFollower
 
 log = logging.getLogger(__name__)

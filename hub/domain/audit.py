@@ -1,7 +1,7 @@
 """Audit facts recorded in the event store itself: who saw which personal data of which case.
 
 Why events in the store: the read access log is evidence for auditors, so it gets what the case
-history gets: the notification log's order and the sha256 audit chain (hub.audit), and no table an
+history gets: the notification log's order and the sha256 audit chain (hub.adapters.audit), and no table an
 API process could quietly rewrite. Each access is its own one-event aggregate (a fresh UUID), so
 any number of API replicas record accesses without ever contending on a version.
 """

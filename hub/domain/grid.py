@@ -6,7 +6,7 @@ district are sums over the subtree. Jianye district, for example, is 6 streets, 
 and 793 comprehensive grids (综合网格).
 
 This module is the tree only (codes, names, parents): pure data, no geometry. Point-in-polygon
-resolution needs a spatial index and lives outside the domain (``hub.geo``).
+resolution needs a spatial index and lives outside the domain (``hub.adapters.geo``).
 """
 
 from __future__ import annotations

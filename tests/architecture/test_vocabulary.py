@@ -104,7 +104,7 @@ def test_the_domain_and_the_message_contract_use_the_vocabulary() -> None:
 def test_graphql_enums_mirror_the_vocabulary() -> None:
     """strawberry needs the enums as classes (the schema and mypy read them statically): they
     mirror the vocabulary, and this keeps the mirror exact."""
-    from hub.api.graphql.types import Priority, Relation, Stage
+    from hub.api.gql.types import Priority, Relation, Stage
 
     def values(enum: type[Enum]) -> tuple[str, ...]:
         return tuple(member.value for member in enum)

@@ -20,11 +20,11 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 from starlette.applications import Starlette
 
-from hub.api.graphql import commit_publisher
+from hub.api.gql import commit_publisher
 from hub.intake import IntakeSettings
 from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.cli_audit import access_log
-from ops.cli_read import state_decoder
+from ops.cli.audit import access_log
+from ops.cli.read import state_decoder
 from ops.natsd import free_port
 from ops.runtime import graphql_app_routes
 from projections import ProjectionService

@@ -15,7 +15,7 @@ from gql import GraphQLRequest, gql
 from typer.testing import CliRunner
 
 from hub import messages as m
-from hub.audit.access import SQLiteAccessStore, read_access
+from hub.adapters.audit.access import SQLiteAccessStore, read_access
 from ops.cli import app
 from ops.natsd import EmbeddedNats
 from tests.e2e.graphql_stack import document, graphql_stack

@@ -22,7 +22,7 @@ import uvicorn
 from hub import messages as m
 from hub.intake import IntakeSettings
 from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.cli_read import state_decoder
+from ops.cli.read import state_decoder
 from ops.natsd import EmbeddedNats, free_port
 from ops.wiring_connectors import connector_app
 from projections import ProjectionService

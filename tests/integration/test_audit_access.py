@@ -9,7 +9,7 @@ import orjson
 from typer.testing import CliRunner
 
 from hub import messages as m
-from hub.audit import AccessLog, AuditChain, read_access
+from hub.adapters.audit import AccessLog, AuditChain, read_access
 from ops.bootstrap import build_ledger
 from ops.cli import app
 from projections import rebuild

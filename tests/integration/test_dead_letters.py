@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from hub import messages as m
-from hub.config import DEFAULTS_DIR
+from hub.adapters.config.loading import DEFAULTS_DIR
 from hub.intake import IntakeSettings, read_dead_letters, replay_dead_letters
 from ops.bootstrap import build_ledger, connect_nats, start_intake
 from ops.natsd import EmbeddedNats

@@ -17,10 +17,10 @@ import pytest
 import strawberry.schema.schema as strawberry_schema
 from starlette.applications import Starlette
 
-from hub.api.graphql import ApiContext, Limits, TokenBook, graphql_routes
-from hub.api.graphql.limits import CostLimiter
-from hub.api.graphql.schema import build_schema
-from hub.config import load_catalogue
+from hub.adapters.config.loading import load_catalogue
+from hub.api.gql import ApiContext, Limits, TokenBook, graphql_routes
+from hub.api.gql.limits import CostLimiter
+from hub.api.gql.schema import build_schema
 from ops.bootstrap import build_ledger
 from projections import ProjectionService
 from tests.projection_history import random_city

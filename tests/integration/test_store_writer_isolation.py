@@ -15,8 +15,8 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from hub import messages as m
+from hub.adapters.config.loading import load_catalogue
 from hub.application import CaseLedger, Verdict, is_infrastructure
-from hub.config import load_catalogue
 from hub.intake import IntakeSettings, read_dead_letters
 from ops.bootstrap import build_ledger, connect_nats, start_intake
 from ops.natsd import EmbeddedNats

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from hub import messages as m
+from hub.adapters.config.loading import load_catalogue
 from hub.application import Verdict
-from hub.config import load_catalogue
 from ops.writer import RemoteLedger
 from tests.factories import LIFECYCLE, event
 

@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from hub import messages as m
+from hub.adapters.audit.chain import AuditChain
+from hub.adapters.config.loading import load_catalogue
 from hub.application import Verdict
-from hub.audit.chain import AuditChain
-from hub.config import load_catalogue
 from ops.bootstrap import build_ledger
 from ops.writer import RemoteLedger, WriterError
 from tests.factories import LIFECYCLE, event

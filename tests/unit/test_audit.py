@@ -6,8 +6,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from hub.audit.chain import GENESIS, link
-from hub.privacy import _set_path, get_path, load_policy, normalise
+from hub.adapters.audit.chain import GENESIS, link
+from hub.adapters.privacy.sealing import _set_path, get_path, load_policy, normalise
 
 OID = UUID(int=7)
 

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from hub import messages as m
+from hub.adapters.config.loading import ConfigError, load_departments, load_domain
 from hub.application import CaseLedger, Verdict
-from hub.config import ConfigError, load_departments, load_domain
 from hub.domain import Authority, Case, NotPermitted, Stage
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from hub import messages as m
+from hub.adapters.config.loading import load_domain, load_sla
 from hub.application import CaseLedger, Verdict
-from hub.config import load_domain, load_sla
 from hub.domain import AlreadyDone, Case, CaseRefused, Stage
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in China

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub import messages as m
+from hub.adapters.config.loading import load_domain, load_sla
 from hub.application import CaseLedger, Verdict
-from hub.config import load_domain, load_sla
 from hub.domain import OPEN_STAGES, Case, CaseRefused, Stage
 from hub.domain.case import CONCLUDED_STAGES, stage_of
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from hub import messages as m
+from hub.adapters.config.loading import ConfigError, load_domain, load_routing, load_sla, load_taxonomies
 from hub.application import CaseLedger, Verdict
-from hub.config import ConfigError, load_domain, load_routing, load_sla, load_taxonomies
 from hub.domain import Basis, Category, ResponsibilityList, Rule, Stage, Unroutable
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)

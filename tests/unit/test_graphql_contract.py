@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from graphql import parse, validate
-from hub.api.graphql.export import sdl
-from hub.api.graphql.schema import schema
+from hub.api.gql.export import sdl
+from hub.api.gql.schema import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_schema_graphql_matches_the_code() -> None:
     committed = (ROOT / "graphql" / "schema.graphql").read_text(encoding="utf-8")
-    assert committed == sdl(), "graphql/schema.graphql drifted: run `python -m hub.api.graphql.export`"
+    assert committed == sdl(), "graphql/schema.graphql drifted: run `python -m hub.api.gql.export`"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "graphql" / "operations").glob("*.graphql")), ids=str)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.api.graphql import Limits
+from hub.api.gql import Limits
 from ops.settings import SettingsError, graphql_limits
 
 

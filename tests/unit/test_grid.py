@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hub import demo_city
-from hub.config import ConfigError, load_grids, load_routing
+from hub.adapters.config.loading import ConfigError, load_grids, load_routing
+from hub.adapters.geo import GridIndex
 from hub.domain import GridCell, GridError, GridTree, Level
-from hub.geo import GridIndex
+from ops import demo_city
 
 SHIPPED = Path(__file__).resolve().parents[2] / "hub" / "defaults" / "grids.geojson"
 

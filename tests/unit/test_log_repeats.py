@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from hub.logs import RepeatFilter, limit_repeats
+from hub.adapters.logs import RepeatFilter, limit_repeats
 
 
 class _Clock:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from hub import messages as m
-from hub.config import load_catalogue
+from hub.adapters.config.loading import load_catalogue
 from tests.factories import event
 
 CATALOGUE = load_catalogue()

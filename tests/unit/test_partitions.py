@@ -15,7 +15,7 @@ import pytest
 
 from connectors.publisher import route
 from hub import messages as m
-from hub.config import load_catalogue
+from hub.adapters.config.loading import load_catalogue
 from hub.intake import (
     DURABLE,
     LEGACY_FILTERS,

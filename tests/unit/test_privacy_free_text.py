@@ -8,8 +8,8 @@ import uuid
 from connectors.courts import CourtsConnector
 from connectors.police import PoliceConnector
 from hub import messages as m
+from hub.adapters.privacy.sealing import load_policy
 from hub.adapters.privacy.streams import concerns, needles
-from hub.privacy import load_policy
 from projections.schema import mask_statements
 
 APPLICANT = {"name": "王小明", "phone": "13911112222", "id_number": "320102199001011234"}

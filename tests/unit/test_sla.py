@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hub.config import load_calendar, load_sla
+from hub.adapters.config.loading import load_calendar, load_sla
 from hub.domain import Case, Stage, WorkingCalendar
 from hub.domain.calendar import CalendarError
 

@@ -25,7 +25,7 @@ from connectors import registry
 from connectors.base import PublishResult
 from connectors.importer import import_file, read_numbered, rejects_path_for
 from hub import messages as m
-from hub.config import load_catalogue
+from hub.adapters.config.loading import load_catalogue
 from ops.settings import SettingsError, time_window
 from tests.factories import event
 from tests.poison import (

@@ -8,7 +8,8 @@ What is served, all from the hub's own origin (the Content-Security-Policy says 
                                  ``hub/api/screen/node_modules`` (gitignored: nothing third-party
                                  is committed)
 - ``/screen/grids.geojson``      the grid polygons of the deployment (the GraphQL ``grids`` query gives
-                                 the tree but no geometry), the file ``hub.config`` loads grids from
+                                 the tree but no geometry), the file the grid
+                                 configuration is loaded from
 """
 
 from __future__ import annotations

@@ -21,12 +21,12 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.types import Info
 
 from graphql import GraphQLError
-from hub.api.graphql import auth, commands, live
-from hub.api.graphql.auth import Principal
-from hub.api.graphql.commands import error, forbidden, require
-from hub.api.graphql.context import ApiContext, Limits, api, caller, run
-from hub.api.graphql.limits import CostLimiter, DocumentSizeLimiter, IntrospectionNeedsToken
-from hub.api.graphql.types import (
+from hub.api.gql import auth, commands, live
+from hub.api.gql.auth import Principal
+from hub.api.gql.commands import error, forbidden, require
+from hub.api.gql.context import ApiContext, Limits, api, caller, run
+from hub.api.gql.limits import CostLimiter, DocumentSizeLimiter, IntrospectionNeedsToken
+from hub.api.gql.types import (
     Case,
     CaseChange,
     CaseConnection,

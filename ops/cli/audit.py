@@ -1,6 +1,6 @@
 """`hub audit …` and `hub privacy …`: the auditor's and the data-protection officer's commands.
 
-Registered on the main app by ops.cli (``cli_audit.register(app)``). Wiring lives here (ops): the
+Registered on the main app by ops.cli (``ops.cli.audit.register(app)``). Wiring lives here (ops): the
 chain follower the store writer calls after each committed batch, the NATS KV anchor of the chain
 head, and the access log the GraphQL API writes through.
 """
@@ -22,12 +22,12 @@ import orjson
 import typer
 from rich.table import Table
 
-from hub.audit import AccessLog, AuditChain, Head, case_history, open_access_store, read_access
+from hub.adapters.audit import AccessLog, AuditChain, Head, case_history, open_access_store, read_access
 from hub.vocabulary import APPLICATION_NAME
 from ops.console import console, err
 from ops.settings import Settings
 
-log = logging.getLogger("hub.audit")
+log = logging.getLogger("hub.adapters.audit")
 
 ANCHOR_BUCKET = "HUB_AUDIT"
 """NATS KV bucket holding the anchored chain heads (history kept: each put is a notarised point)."""
@@ -49,7 +49,7 @@ Json = Annotated[bool, typer.Option("--json", help="One JSON document for machin
 def access_log(ledger: Any, flush_interval: float = 1.0) -> AccessLog:
     """The read access log for the API process: started, to be closed at shutdown.
 
-    Its store is its own (``hub.audit.access``), beside the event store of ``ledger``: the file
+    Its store is its own (``hub.adapters.audit.access``), beside the event store of ``ledger``: the file
     ``access.sqlite`` next to a SQLite event store, or its own tables in the PostgreSQL database.
     """
     log_ = AccessLog(open_access_store(ledger.env), flush_interval=flush_interval)
@@ -122,14 +122,14 @@ def erase_everywhere(
     """``hub privacy erase``: every place the hub holds the person, in one command.
 
     1. the keys (the store keeps only ciphertext, the audit chain is untouched) and the
-       ``Erasure`` record in the log (hub.privacy.erase);
+       ``Erasure`` record in the log (hub.adapters.privacy.sealing.erase);
     2. the read models: a running hub's projector applies the record within its poll interval
        (it holds the DuckDB file); with the hub stopped the projector is run here, to the end of
        the log, so the file is masked (and compacted) before this command returns;
     3. the raw events in ``CITY`` and ``CITY_DLQ`` (hub.adapters.privacy), through the running
        hub's NATS, or a nats-server started here on the stopped hub's stream store.
     """
-    from hub.privacy import plan_erasure
+    from hub.adapters.privacy.sealing import plan_erasure
 
     plan = plan_erasure(ledger.mapper, ledger.recorder, person, case_id, mentions=mentions)
     return carry_out(ledger, settings, plan, reason, nats_url=nats_url)
@@ -138,8 +138,8 @@ def erase_everywhere(
 def carry_out(
     ledger: Any, settings: Settings, plan: Any, reason: str, *, nats_url: str | None = None
 ) -> dict[str, Any]:
-    """Erase what ``plan`` (hub.privacy.ErasurePlan) covers: keys and record, read models, streams."""
-    from hub.privacy import erase
+    """Erase what ``plan`` (an ErasurePlan) covers: keys and record, read models, streams."""
+    from hub.adapters.privacy.sealing import erase
 
     # Asked BEFORE the record is written: the running hub's projector compacts its file right
     # after applying it, and a check made meanwhile would find the file free for an instant.
@@ -176,7 +176,7 @@ def carry_out(
 
 def _hub_running(settings: Settings) -> bool:
     """A hub holds this data dir's read models (DuckDB's file lock: another process has it open)."""
-    from ops.cli_read import views_path
+    from ops.cli.read import views_path
     from projections.service import check_not_in_use
 
     path = views_path(settings)
@@ -190,7 +190,7 @@ def _hub_running(settings: Settings) -> bool:
 
 
 def _erase_in_read_models(ledger: Any, settings: Settings, running: bool) -> str:
-    from ops.cli_read import state_decoder, views_path
+    from ops.cli.read import state_decoder, views_path
     from projections import ProjectionService
 
     path = views_path(settings)
@@ -523,7 +523,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Retention by policy: erase the keys of persons whose last report is past the retention period."""
-        from hub.privacy import ErasurePlan
+        from hub.adapters.privacy.sealing import ErasurePlan
 
         settings = Settings.from_env(data_dir, store_url)
         ledger = _ledger(data_dir, store_url)

@@ -29,7 +29,7 @@ from graphql import (
     VariableNode,
     parse,
 )
-from hub.api.graphql.context import Limits, caller_of
+from hub.api.gql.context import Limits, caller_of
 
 AS_OF_ARGS = ("asOf", "asOfPosition")
 
@@ -132,7 +132,7 @@ class CostLimiter(SchemaExtension):
 class DocumentSizeLimiter(SchemaExtension):
     """A query document over ``max_bytes`` is refused before it is parsed (issue 15: a 20 MB query
     was parsed whole). Runs first of all hooks; covers WebSocket subscriptions too (HTTP bodies are
-    also capped at the ASGI level, ``hub.api.graphql.app.BodyLimit``)."""
+    also capped at the ASGI level, ``hub.api.gql.app.BodyLimit``)."""
 
     limits = Limits()
 

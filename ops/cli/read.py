@@ -35,10 +35,10 @@ def views_path(settings: Settings) -> Path:
 def state_decoder(ledger: Any) -> Callable[[bytes], bytes] | None:
     """Stored bytes → JSON when the store is encrypted and/or compressed (None: plain JSON).
 
-    With sealed personal fields (hub.privacy) the mapper's decoder also opens them, or marks them
-    ``[erased]`` when the person's key was erased, so every rebuild reflects erasures.
+    With sealed personal fields (hub.adapters.privacy.sealing) the mapper's decoder also opens
+    them, or marks them ``[erased]`` when the person's key was erased, so every rebuild reflects erasures.
     """
-    from hub.privacy import state_decoder as privacy_decoder
+    from hub.adapters.privacy.sealing import state_decoder as privacy_decoder
 
     sealed = privacy_decoder(ledger.mapper)
     if sealed is not None:
@@ -196,7 +196,7 @@ def _record_export(settings: Settings, out_dir: Path, written: dict[str, int]) -
     """Put the export on the access log (issue 15: exports are recorded), as the OS user running it."""
     import getpass
 
-    from hub.audit import AccessLog, open_access_store
+    from hub.adapters.audit import AccessLog, open_access_store
     from ops.settings import store_env
 
     try:

@@ -4,7 +4,8 @@ Why permissions rather than role checks in resolvers: every refusal names the pe
 missing (``cases:write``), so an operator reading the error knows what to ask for, and the mapping
 role → permissions is one table here that docs/api.md reproduces.
 
-Why the file is read here and not through ``hub.config``: the API depends only on the application,
+Why the file is read here and not through ``hub.adapters.config.loading``: the API depends only on
+the application,
 the messages, the views and the domain (design §3); the token file is a small TOML of its own.
 """
 

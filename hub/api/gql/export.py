@@ -1,6 +1,6 @@
 """Write the SDL to ``graphql/schema.graphql`` (the contract; tests/architecture checks drift).
 
-Run: ``.venv/bin/python -m hub.api.graphql.export [path]``.
+Run: ``.venv/bin/python -m hub.api.gql.export [path]``.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hub.api.graphql.schema import schema
+from hub.api.gql.schema import schema
 
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "graphql" / "schema.graphql"
 

@@ -38,8 +38,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification
 
+from hub.adapters.audit.sql import StoreTables
 from hub.adapters.store.follower import LogFollower
-from hub.audit.sql import StoreTables
 
 log = logging.getLogger(__name__)
 

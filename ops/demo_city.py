@@ -8,7 +8,7 @@ vertical bands. Every level is an exact partition of the one above: no gaps, no 
 
 Why generated, and by a fixed seed: tests and benchmarks need hundreds of realistic polygons, and a
 reviewer must be able to re-create the shipped file byte for byte
-(``python -m hub.demo_city hub/defaults/grids.geojson``).
+(``python -m ops.demo_city hub/defaults/grids.geojson``).
 
 Codes are hierarchical: district 320105, street +3 digits, community +3, grid +3, so a code prefix is
 also its roll-up line (the tree in ``hub.domain.grid`` does not rely on that).
@@ -123,7 +123,9 @@ def dumps(collection: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else Path(__file__).parent / "defaults" / "grids.geojson"
+    out = (
+        Path(args[0]) if args else Path(__file__).resolve().parents[1] / "hub" / "defaults" / "grids.geojson"
+    )
     out.write_text(dumps(generate()), encoding="utf-8")
     print(f"wrote {out}")
     return 0

@@ -27,9 +27,9 @@ import orjson
 
 from graphql import GraphQLError
 from hub import messages as m
-from hub.api.graphql import auth
-from hub.api.graphql.auth import Principal
-from hub.api.graphql.context import ApiContext, run
+from hub.api.gql import auth
+from hub.api.gql.auth import Principal
+from hub.api.gql.context import ApiContext, run
 from hub.domain.case import ALLOWED, STAGE_LABELS
 from hub.domain.case import Stage as DomainStage
 from hub.views import CaseRow

@@ -20,10 +20,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graphql import GraphQLError
-from hub.api.graphql.auth import AuthError
-from hub.api.graphql.context import ApiContext, authenticate
-from hub.api.graphql.limits import too_large
-from hub.api.graphql.schema import build_schema
+from hub.api.gql.auth import AuthError
+from hub.api.gql.context import ApiContext, authenticate
+from hub.api.gql.limits import too_large
+from hub.api.gql.schema import build_schema
 
 
 class HubGraphQL(GraphQL):

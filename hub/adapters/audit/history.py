@@ -19,7 +19,7 @@ from uuid import UUID
 
 import orjson
 
-from hub.audit.sql import StoreTables
+from hub.adapters.audit.sql import StoreTables
 
 _SKIP = {"timestamp", "originator_topic", "event_id", "at", "actor", "department", "_pii_"}
 

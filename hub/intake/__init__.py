@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -65,7 +65,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 from hub import messages as m
 from hub.adapters.process import GC_THRESHOLDS as GC_THRESHOLDS
 from hub.adapters.process import tune_gc as tune_gc
-from hub.application import Outcome, Verdict
+from hub.application.outcome import Outcome, Verdict
+from hub.application.ports import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +94,6 @@ PIPELINE = 4
 writer decides the next one on top of them (ops/writer.py ``WINDOW``), and one more waits in the
 pipe, so that neither idles while this loop acks (2 → 4 measured ≈ +15 % with the recorder)."""
 T = TypeVar("T")
-
-
-class Ledger(Protocol):
-    """What the intake needs of the case ledger: the in-process ``CaseLedger``, or a proxy to a
-    store-writer process (``ops.writer.RemoteLedger``) so that deciding and recording run on their
-    own core while this process talks to NATS."""
-
-    def apply_batch(self, items: Sequence[m.Valid]) -> list[Outcome]: ...
-
-    def breach_events(self, now: datetime) -> list[dict[str, Any]]: ...
-
-
-class PipelinedLedger(Ledger, Protocol):
-    """A ledger the event loop can hand batches to without a thread: ``submit_batch`` sends at once
-    (batches are applied in call order) and returns the future of the outcomes
-    (``ops.writer.RemoteLedger``); the intake uses it when the ledger has it."""
-
-    def submit_batch(self, items: Sequence[m.Valid]) -> asyncio.Future[list[Outcome]]: ...
 
 
 # --------------------------------------------------------------------------- streams

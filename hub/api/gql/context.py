@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from graphql import GraphQLError
-from hub.api.graphql.auth import AuthError, Principal, TokenBook
+from hub.api.gql.auth import AuthError, Principal, TokenBook
 from hub.domain.grid import GridTree
 from hub.messages import Catalogue
 from hub.views import ReadModels
@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 RecordAccess = Callable[[str, UUID, Sequence[str], str, str, Hashable], None]
 """(role, case id, personal fields shown, principal, operation, request key) → recorded; ops injects
-the access log (``hub.audit.AccessLog.record_access``), which merges one request's cases."""
+the access log (``hub.adapters.audit.AccessLog.record_access``), which merges one request's cases."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class DepartmentInfo:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Refused before execution (see ``hub.api.graphql.limits``) or by the resolvers."""
+    """Refused before execution (see ``hub.api.gql.limits``) or by the resolvers."""
 
     max_depth: int = 10
     max_aliases: int = 20

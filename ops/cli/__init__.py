@@ -26,8 +26,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub import messages as m
+from hub.adapters.logs import limit_repeats
 from hub.intake import IntakeSettings, ensure_streams, read_dead_letters, replay_dead_letters
-from hub.logs import limit_repeats
 from ops.bootstrap import connect_nats, start_intake
 from ops.cluster import stream_settings_for
 from ops.console import console, err
@@ -74,7 +74,7 @@ NatsUrl = Annotated[
 
 def _setup_logging(verbose: bool = False) -> None:
     setup_logging(verbose)
-    limit_repeats()  # identical lines: one per interval, then one line with the count (hub/logs.py)
+    limit_repeats()  # identical lines: one per interval, then one line with the count (hub/adapters/logs.py)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -509,7 +509,10 @@ def dlq_replay(
     console.print(f"re-drove {len(letters)} dead letters" + (f" with reason {reason}" if reason else ""))
 
 
-from ops import cli_audit, cli_cluster, cli_connectors, cli_read  # noqa: E402  (each room registers its own commands)
+from ops.cli import audit as cli_audit  # noqa: E402  (each room registers its own commands)
+from ops.cli import cluster as cli_cluster  # noqa: E402
+from ops.cli import connectors as cli_connectors  # noqa: E402
+from ops.cli import read as cli_read  # noqa: E402
 
 cli_read.register(app)
 cli_connectors.register(app)

@@ -5,9 +5,9 @@ recorded. ``chain`` proves nothing was modified, deleted, inserted or reordered;
 case's events; ``access`` records and lists reads of personal data (in a store of its own). See docs/audit.md.
 """
 
-from hub.audit.access import Access, AccessLog, AccessStore, open_access_store, read_access
-from hub.audit.chain import AuditChain, Finding, Head, Report
-from hub.audit.history import Entry, case_history
+from hub.adapters.audit.access import Access, AccessLog, AccessStore, open_access_store, read_access
+from hub.adapters.audit.chain import AuditChain, Finding, Head, Report
+from hub.adapters.audit.history import Entry, case_history
 
 __all__ = [
     "Access",

@@ -5,10 +5,10 @@ add :func:`graphql_routes` to the HTTP app, and set the projector's ``on_commit`
 :func:`commit_publisher` so subscriptions in every API process see each projection commit.
 """
 
-from hub.api.graphql.app import HubGraphQL, graphql_routes
-from hub.api.graphql.auth import Principal, TokenBook
-from hub.api.graphql.context import ApiContext, DepartmentInfo, Limits
-from hub.api.graphql.live import COMMITTED_SUBJECT, commit_publisher
+from hub.api.gql.app import HubGraphQL, graphql_routes
+from hub.api.gql.auth import Principal, TokenBook
+from hub.api.gql.context import ApiContext, DepartmentInfo, Limits
+from hub.api.gql.live import COMMITTED_SUBJECT, commit_publisher
 
 __all__ = [
     "COMMITTED_SUBJECT",

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from hub.api.graphql.context import ApiContext, run
+from hub.api.gql.context import ApiContext, run
 from hub.views import EventRow
 
 COMMITTED_SUBJECT = "hub.projection.committed"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -43,9 +42,11 @@ from eventsourcing.persistence import (
 )
 
 from hub import messages as m
-from hub import privacy
+from hub.adapters.config.loading import DomainConfig, load_domain
+from hub.adapters.privacy import sealing as privacy
 from hub.adapters.store.follower import LogFollower
-from hub.config import DomainConfig, load_domain
+from hub.application.outcome import Outcome as Outcome
+from hub.application.outcome import Verdict as Verdict
 from hub.domain import (
     AUTO,
     CONCLUDED_STAGES,
@@ -64,25 +65,6 @@ from hub.domain.sla import CaseDeadlines, breach_event_id
 from hub.vocabulary import APPLICATION_NAME, STAGE_LIMIT_NAMES
 
 log = logging.getLogger(__name__)
-
-
-class Verdict(StrEnum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"  # the case already holds this event id, or the step it reports (no-op)
-    REFUSED = "refused"  # the case's stage does not allow it (maybe not yet: retry, then dead-letter)
-    NOT_FOUND = "not_found"  # no such case (yet: its report may still be on the way)
-    NOT_PERMITTED = "not_permitted"  # a department acting beyond its cases, for good: dead-lettered at once
-    NOT_PERMITTED_YET = "not_permitted_yet"  # not its case (yet: a dispatch may be on the way): retried
-    FAILED = "failed"  # deciding or mapping this one event raised: it is dead-lettered, never retried
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    verdict: Verdict
-    case_id: UUID
-    detail: str = ""
-    field: str = ""
-    """The event's field the failure points at, when it can be told (``FAILED``)."""
 
 
 class _EnumAsValue(Transcoding):
@@ -202,7 +184,7 @@ class CaseLedger(Application[UUID]):
         """The last event staged without failing: the yardstick of "the event, or the store?"."""
 
     def construct_mapper(self) -> Mapper[UUID]:
-        """Personal fields are sealed with per-person keys before they are recorded (hub.privacy)."""
+        """Personal fields are sealed with per-person keys before they are recorded (privacy sealing)."""
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=privacy.PrivacyMapper)
 
     def construct_event_store(self) -> EventStore[UUID]:

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from hub.adapters.geo import GridIndex
 from hub.domain.calendar import CalendarError, WorkingCalendar
 from hub.domain.grid import GridError
 from hub.domain.routing import ResponsibilityList, Rule
 from hub.domain.sla import CLOCKED_STAGES, SlaPolicy, SlaRule
 from hub.domain.taxonomy import Basis, Category, Taxonomies, Taxonomy
-from hub.geo import GridIndex
 from hub.messages import Catalogue
 from hub.vocabulary import PRIORITIES
 
-DEFAULTS_DIR = Path(__file__).parent / "defaults"
+DEFAULTS_DIR = Path(__file__).resolve().parents[2] / "defaults"
 
 
 class ConfigError(ValueError):

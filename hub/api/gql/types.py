@@ -22,9 +22,9 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
 from graphql import GraphQLError
-from hub.api.graphql import auth
-from hub.api.graphql.auth import Principal
-from hub.api.graphql.context import api, caller, run
+from hub.api.gql import auth
+from hub.api.gql.auth import Principal
+from hub.api.gql.context import api, caller, run
 from hub.domain.case import ALLOWED
 from hub.domain.case import Stage as DomainStage
 from hub.views import CaseRow, EventRow, KeyCount, LinkRow, OverviewTotals, ReadModels

@@ -1,6 +1,6 @@
 """个人信息保护: personal fields sealed with per-person keys (crypto-shredding), erasable at will.
 
-Why crypto-shredding: the event store is append-only and its history is hash-chained (hub.audit),
+Why crypto-shredding: the event store is append-only and its history is hash-chained (hub.adapters.audit),
 so personal data can never be deleted from it by editing rows. Instead every personal field
 (the policy in ``privacy.toml``: the reporter's name, phone and id number, and the free text of
 psychological-crisis and court cases) is sealed with AES-256-GCM under a key of its own *person*
@@ -47,8 +47,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import EventStore, Mapper, Recording, StoredEvent
 from eventsourcing.utils import get_topic
 
-from hub.audit.sql import StoreTables
-from hub.config import ConfigError, config_file
+from hub.adapters.audit.sql import StoreTables
+from hub.adapters.config.loading import ConfigError, config_file
 from hub.views import ERASED, ERASURE_TOPIC
 
 __all__ = ["ERASED", "ERASURE_TOPIC", "Erasure", "Keyring", "PrivacyMapper", "Sealer", "load_policy"]
@@ -632,7 +632,7 @@ class Erasure(Aggregate):
 
     Why an event: the read models follow the notification log, so an erasure recorded there is
     applied by the running hub's projector in log order, exactly once, and by a projector that
-    was down at its next start, with no rebuild and no side channel. It is chained (hub.audit)
+    was down at its next start, with no rebuild and no side channel. It is chained (hub.adapters.audit)
     like every event, so the proof of erasure is as tamper-evident as the history it erased.
     It holds no personal data: key ids are HMACs, cases are the hub's ids, paths are names.
     ``erased_cases``: every sealed path of these cases is masked; ``mentioned_cases``: only
