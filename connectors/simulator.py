@@ -43,7 +43,7 @@ from connectors.base import CHINA_TZ
 from hub import messages as m
 
 BBOX = (118.660, 31.960, 118.780, 32.060)
-"""Default district extent (lon/lat): the demo city's (hub/demo_city.py BOUNDS)."""
+"""Default district extent (lon/lat): the demo city's (ops/demo_city.py BOUNDS)."""
 
 DIURNAL = (
     0.25,
