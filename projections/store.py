@@ -361,7 +361,7 @@ class ReadModelStore(DuckDBTrackingRecorder):
 
     @staticmethod
     def _mask(con: duckdb.DuckDBPyConnection, record: dict[str, object]) -> None:
-        """Apply one erasure record (``sealing.Erasure``, hub.adapters.privacy): its cases' sealed columns read
+        """Apply one erasure record (privacy ``Erasure``): its cases' sealed columns read
         ``[erased]`` at once, in the batch's transaction (exactly once, like any event).
 
         Why masks and not a re-decode: the events were projected with the keys then present;
