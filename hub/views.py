@@ -4,7 +4,8 @@ Why a port: the GraphQL API must answer from projections in milliseconds without
 they live in DuckDB (or, tomorrow, somewhere else). It depends on this Protocol and these row
 types only; ``projections`` implements them and ``ops`` hands the implementation to the API. This
 module therefore imports nothing from ``projections`` (import-linter enforces it) and nothing
-heavier than the standard library, so the API and its tests stay light.
+heavier than the standard library (and ``hub.vocabulary``, itself standard library only), so the
+API and its tests stay light.
 
 Every method answers from one consistent snapshot of the read models. Times are timezone-aware
 UTC. ``now`` parameters exist because "overdue" depends on the moment you look: the live screen
@@ -15,11 +16,13 @@ grid) and/or a department (the department of origin or a responsible one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
+
+from hub.vocabulary import Level
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,37 @@ class CaseFilter:
 class CasePage:
     rows: tuple[CaseRow, ...]
     next_cursor: str | None  # pass back to get the next page; None at the end
+
+
+class GridCellView(Protocol):
+    """One node of the grid tree (网格) as the API names it: code, name, level and parent."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def level(self) -> Level: ...
+
+    @property
+    def parent(self) -> str | None: ...
+
+
+class GridTreeView(Protocol):
+    """The grid tree as the API reads it (the ``grids`` query, names of drill-down children).
+
+    Why a Protocol: the API may not import the domain (design §3); the configured tree
+    (``hub.domain.grid.GridTree``), which ``ops`` hands over, satisfies this without knowing it.
+    """
+
+    @property
+    def cells(self) -> Mapping[str, GridCellView]: ...
+
+    def children(self, code: str | None) -> list[str]:
+        """Codes of the direct children; ``None`` gives the roots."""
+        ...
 
 
 @runtime_checkable

@@ -4,7 +4,9 @@ Why a module of its own: the stage names, the priorities, the link relations, th
 (办理时限) and the application's name were copied into the domain, the message contract, the SLA
 policy, the configuration loader, the read model, the connectors and the API, and a copy that
 drifts is a silent bug (a stage the projector does not count as open, a priority the contract
-accepts but the configuration refuses). Everything here is plain data with no imports beyond the
+accepts but the configuration refuses). The stage labels, the transition table (which commands
+each stage allows) and the grid levels are here too, because the API answers with them from the
+read model and may not import the domain. Everything here is plain data with no imports beyond the
 standard library, so every layer — the pure domain, connectors, projections — may import it
 (design §3: ``hub.vocabulary`` is the innermost layer). ``tests/architecture/test_vocabulary.py``
 checks that the copies stay gone.
@@ -33,6 +35,51 @@ class Stage(StrEnum):
     VERIFIED = "verified"  # 核查通过
     CLOSED = "closed"  # 结案
     EVALUATED = "evaluated"  # 评价 (terminal)
+
+
+STAGE_LABELS: Final[dict[Stage, str]] = {
+    Stage.REPORTED: "上报",
+    Stage.REGISTERED: "立案",
+    Stage.REJECTED: "不予立案",
+    Stage.MERGED: "合并",
+    Stage.DISPATCHED: "派遣",
+    Stage.ACCEPTED: "签收",
+    Stage.HANDLED: "处置反馈",
+    Stage.VERIFIED: "核查",
+    Stage.CLOSED: "结案",
+    Stage.EVALUATED: "评价",
+}
+"""Each stage as operators say it: refusals of the case and of the API name the stage this way."""
+
+ALLOWED: Final[dict[Stage, tuple[str, ...]]] = {
+    Stage.REPORTED: ("register", "reject", "merge", "escalate", "extend", "suspend", "link"),
+    Stage.REGISTERED: ("dispatch", "merge", "escalate", "extend", "suspend", "link"),
+    # handle: in joint handling (联合处置) a department that has signed may report while another
+    # has not signed yet; the per-department guard requires its own 签收 first.
+    Stage.DISPATCHED: ("dispatch", "accept", "return", "handle", "escalate", "extend", "suspend", "link"),
+    Stage.ACCEPTED: ("dispatch", "accept", "return", "handle", "escalate", "extend", "suspend", "link"),
+    Stage.HANDLED: ("verify", "escalate", "extend", "suspend", "link"),
+    Stage.VERIFIED: ("close", "escalate", "extend", "suspend", "link"),
+    Stage.CLOSED: ("evaluate", "link"),
+    Stage.EVALUATED: ("evaluate", "link"),
+    Stage.REJECTED: (),
+    Stage.MERGED: (),
+}
+"""The commands each stage allows (the transition table): the single source of truth for what may
+happen next. The case refuses by it (besides its per-department and suspension guards,
+``hub.domain.stages``), and the API refuses a mutation early by it from the read model alone, so
+both say the same; the names are the case's command names, which the mutations share."""
+
+
+class Level(StrEnum):
+    """The levels of the grid tree (网格层级), coarsest first: the API's ``level`` argument and the
+    grid configuration name them, the domain's tree (``hub.domain.grid``) orders them."""
+
+    DISTRICT = "district"  # 区
+    STREET = "street"  # 街道/镇
+    COMMUNITY = "community"  # 社区
+    GRID = "grid"  # 网格
+    MICRO = "micro"  # 微网格
 
 
 OPEN_STAGES: Final[tuple[str, ...]] = (

@@ -16,7 +16,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
 
-from hub.domain import Case, CaseRefused, Part
+from hub.domain import Case, CaseRefused, DepartmentProgress
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 NS = UUID("5f0e0e2a-8d4b-4d55-9d0e-6c8c2f7b1a11")
@@ -102,17 +102,21 @@ class City:
                     **self.kw(), departments=r.sample(new, r.randint(1, min(2, len(new)))), sla=self.sla
                 )
             elif command == "accept":
-                ready = [d for d, p in parts.items() if p is Part.DISPATCHED]
+                ready = [d for d, p in parts.items() if p is DepartmentProgress.DISPATCHED]
                 if not ready:
                     return False
                 case.accept(**self.kw(r.choice(ready)), sla=self.sla)
             elif command == "return":
-                ready = [d for d, p in parts.items() if p in (Part.DISPATCHED, Part.ACCEPTED)]
+                ready = [
+                    d
+                    for d, p in parts.items()
+                    if p in (DepartmentProgress.DISPATCHED, DepartmentProgress.ACCEPTED)
+                ]
                 if not ready or r.random() < 0.6:
                     return False
                 case.return_(**self.kw(r.choice(ready)), reason="非本部门职责", sla=self.sla)
             elif command == "handle":
-                ready = [d for d, p in parts.items() if p is Part.ACCEPTED]
+                ready = [d for d, p in parts.items() if p is DepartmentProgress.ACCEPTED]
                 if not ready:
                     return False
                 case.handle(**self.kw(r.choice(ready)), note="已处置", sla=self.sla)
@@ -208,7 +212,7 @@ def oracle_case(case: Case) -> dict[str, Any]:
     return {
         "stage": case.stage.value,
         "responsible_departments": sorted(case.parts),
-        "handled_departments": sorted(d for d, p in case.parts.items() if p is Part.HANDLED),
+        "handled_departments": sorted(d for d, p in case.parts.items() if p is DepartmentProgress.HANDLED),
         "category": case.category,
         "priority": case.priority,
         "grid": case.grid,

@@ -3,21 +3,13 @@
 from hub.domain.audit import AccessRecord
 from hub.domain.authority import RESERVED_ROLES, Authority, NotPermitted
 from hub.domain.calendar import CalendarError, WorkingCalendar
-from hub.domain.case import (
-    ALLOWED,
-    CONCLUDED_STAGES,
-    INVERSE,
-    OPEN_STAGES,
-    WAITING_RELATIONS,
-    AlreadyDone,
-    Case,
-    CaseRefused,
-    Part,
-    Stage,
-)
+from hub.domain.case import CONCLUDED_STAGES, INVERSE, WAITING_RELATIONS, Case, Stage
 from hub.domain.grid import GridCell, GridError, GridTree, Level
+from hub.domain.progress import DepartmentProgress, Part, stage_of
+from hub.domain.refusals import AlreadyDone, CaseRefused
 from hub.domain.routing import AUTO, ResponsibilityList, Route, Rule, Unroutable
 from hub.domain.sla import CaseDeadlines, Deadlines, SlaPolicy, SlaRule, breach_event_id
+from hub.domain.stages import ALLOWED, OPEN_STAGES, STAGE_LABELS
 from hub.domain.taxonomy import Basis, Category, Taxonomies, Taxonomy, UnknownCategory
 
 __all__ = [
@@ -27,6 +19,7 @@ __all__ = [
     "INVERSE",
     "OPEN_STAGES",
     "RESERVED_ROLES",
+    "STAGE_LABELS",
     "WAITING_RELATIONS",
     "AccessRecord",
     "AlreadyDone",
@@ -38,12 +31,13 @@ __all__ = [
     "CaseRefused",
     "Category",
     "Deadlines",
+    "DepartmentProgress",
     "GridCell",
     "GridError",
     "GridTree",
     "Level",
     "NotPermitted",
-    "Part",
+    "Part",  # removed at merge (issue 16)
     "ResponsibilityList",
     "Route",
     "Rule",
@@ -56,4 +50,5 @@ __all__ = [
     "Unroutable",
     "WorkingCalendar",
     "breach_event_id",
+    "stage_of",
 ]

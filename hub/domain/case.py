@@ -23,6 +23,10 @@ Why one aggregate per case: every command is decided against the case's own hist
 the consistency boundary; cross-department work (联合处置, 警调对接) is several responsible
 departments on one case, or links between cases, never a transaction spanning cases.
 
+The vocabulary around the aggregate has modules of its own: each department's progress and the
+stage it derives (:mod:`hub.domain.progress`), the stage table (:mod:`hub.domain.stages`) and the
+refusals (:mod:`hub.domain.refusals`). Here stay the case, its events and how they are built.
+
 Events are past-tense classes nested in the aggregate with explicit, versioned topics, so the
 stored history survives renames of this module. Every event carries the source's ``event_id``
 (idempotent receiver: an id already applied is skipped), the event time ``at`` given by the
@@ -34,93 +38,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, CanMutateAggregate
 
+from hub.domain.progress import DepartmentProgress, stage_of
+from hub.domain.refusals import AlreadyDone, CaseRefused
 from hub.domain.sla import Deadlines
+from hub.domain.stages import ALLOWED, ALLOWED_WHILE_SUSPENDED, OPEN_STAGES
 from hub.vocabulary import CONCLUDED_STAGES as CONCLUDED_STAGES
 from hub.vocabulary import INVERSE as INVERSE
-from hub.vocabulary import OPEN_STAGES as OPEN_STAGE_NAMES
 from hub.vocabulary import PRIORITIES as PRIORITIES
 from hub.vocabulary import RELATIONS as RELATIONS
 from hub.vocabulary import WAITING_RELATIONS as WAITING_RELATIONS
 from hub.vocabulary import Stage as Stage
-
-
-class Part(StrEnum):
-    """A responsible department's own progress on a (possibly joint, 联合处置) case."""
-
-    DISPATCHED = "dispatched"
-    ACCEPTED = "accepted"
-    HANDLED = "handled"
-
-
-STAGE_LABELS: dict[Stage, str] = {
-    Stage.REPORTED: "上报",
-    Stage.REGISTERED: "立案",
-    Stage.REJECTED: "不予立案",
-    Stage.MERGED: "合并",
-    Stage.DISPATCHED: "派遣",
-    Stage.ACCEPTED: "签收",
-    Stage.HANDLED: "处置反馈",
-    Stage.VERIFIED: "核查",
-    Stage.CLOSED: "结案",
-    Stage.EVALUATED: "评价",
-}
-
-OPEN_STAGES = frozenset(Stage(stage) for stage in OPEN_STAGE_NAMES)
-"""Stages in which the case is still someone's work (SLA clock running unless suspended)."""
-
-# The commands allowed from each stage (besides the per-department and suspension guards).
-ALLOWED: dict[Stage, tuple[str, ...]] = {
-    Stage.REPORTED: ("register", "reject", "merge", "escalate", "extend", "suspend", "link"),
-    Stage.REGISTERED: ("dispatch", "merge", "escalate", "extend", "suspend", "link"),
-    # handle: in joint handling (联合处置) a department that has signed may report while another
-    # has not signed yet; the per-department guard requires its own 签收 first.
-    Stage.DISPATCHED: ("dispatch", "accept", "return", "handle", "escalate", "extend", "suspend", "link"),
-    Stage.ACCEPTED: ("dispatch", "accept", "return", "handle", "escalate", "extend", "suspend", "link"),
-    Stage.HANDLED: ("verify", "escalate", "extend", "suspend", "link"),
-    Stage.VERIFIED: ("close", "escalate", "extend", "suspend", "link"),
-    Stage.CLOSED: ("evaluate", "link"),
-    Stage.EVALUATED: ("evaluate", "link"),
-    Stage.REJECTED: (),
-    Stage.MERGED: (),
-}
-"""The transition table: the single source of truth for what may happen next (and for refusals)."""
-
-
-class CaseRefused(Exception):
-    """A command the case's current stage does not allow; the message says what is allowed instead."""
-
-    def __init__(self, command: str, case: Case | None, why: str) -> None:
-        self.command = command
-        self.stage = case.stage if case is not None else None
-        if case is None:
-            message = f"cannot {command}: {why}"
-        else:
-            allowed = ", ".join(case.allowed_commands()) or "nothing (the case is finished)"
-            message = (
-                f"cannot {command} case {case.caseref!r}: {why}; it is {case.stage.value} "
-                f"({STAGE_LABELS[case.stage]}), allowed from there: {allowed}"
-            )
-        super().__init__(message)
-
-
-class AlreadyDone(CaseRefused):
-    """A command whose effect the case already holds, or that the case's history has overtaken.
-
-    Why a refusal of its own: nothing is wrong and nothing needs anybody's attention. Two sources
-    report the same step (the operator's 派遣 and then the department's own dispatch record), or
-    the deadline watcher's 督办 arrives for a deadline the case has meanwhile left (it was caught
-    up, back-filled, closed, extended). The case records nothing, as for any refusal, and the
-    application acknowledges the event as a duplicate instead of dead-lettering it, so the
-    dead-letter queue keeps meaning "a department record needs attention". Genuinely wrong
-    transitions (a step the case has not reached, or one that contradicts its history) stay
-    :class:`CaseRefused`.
-    """
 
 
 class Case(Aggregate):
@@ -207,10 +139,10 @@ class Case(Aggregate):
         def update(self, case: Case) -> None:
             case.due = self.due
             for dept in self.departments:
-                case.parts.setdefault(dept, Part.DISPATCHED)
+                case.parts.setdefault(dept, DepartmentProgress.DISPATCHED)
             case.involved.update(self.departments)
             case.dispatched_at = case.dispatched_at or self.at
-            case._settle()
+            case._derive_stage()
 
     class Accepted(Event):
         TOPIC = "citybrain.case.accepted.v1"
@@ -219,9 +151,9 @@ class Case(Aggregate):
 
         def update(self, case: Case) -> None:
             case.due = self.due
-            case.parts[self.department] = Part.ACCEPTED
+            case.parts[self.department] = DepartmentProgress.ACCEPTED
             case.accepted_at = case.accepted_at or self.at
-            case._settle()
+            case._derive_stage()
 
     class Returned(Event):
         TOPIC = "citybrain.case.returned.v1"
@@ -232,7 +164,7 @@ class Case(Aggregate):
             case.due = self.due
             del case.parts[self.department]
             case.returns += 1
-            case._settle()
+            case._derive_stage()
 
     class Handled(Event):
         TOPIC = "citybrain.case.handled.v1"
@@ -242,8 +174,8 @@ class Case(Aggregate):
 
         def update(self, case: Case) -> None:
             case.due = self.due
-            case.parts[self.department] = Part.HANDLED
-            case._settle()
+            case.parts[self.department] = DepartmentProgress.HANDLED
+            case._derive_stage()
             if case.stage is Stage.HANDLED:
                 case.handled_at = self.at
 
@@ -261,7 +193,7 @@ class Case(Aggregate):
             else:  # 返工: every responsible department has to handle it again
                 case.reworks += 1
                 for dept in case.parts:
-                    case.parts[dept] = Part.ACCEPTED
+                    case.parts[dept] = DepartmentProgress.ACCEPTED
                 case.stage = Stage.ACCEPTED
 
     class Closed(Event):
@@ -388,7 +320,7 @@ class Case(Aggregate):
         self.handled_at: datetime | None = None
         self.verified_at: datetime | None = None
         self.closed_at: datetime | None = None
-        self.parts: dict[str, Part] = {}
+        self.parts: dict[str, DepartmentProgress] = {}
         self.involved: set[str] = set()
         """Every department the case was ever dispatched (派遣), referred (转介) or linked (关联) to:
         besides its origin department, the ones that may act on it (:mod:`hub.domain.authority`).
@@ -471,11 +403,12 @@ class Case(Aggregate):
 
     def allowed_commands(self) -> tuple[str, ...]:
         if self.is_suspended:
-            return ("resume", "escalate", "extend", "link")
+            return ALLOWED_WHILE_SUSPENDED
         return ALLOWED[self.stage]
 
-    def _settle(self) -> None:
-        """Derive the case stage from its responsible departments' progress (联合处置)."""
+    def _derive_stage(self) -> None:
+        """Derive the case stage from its responsible departments' progress (联合处置): after every
+        event that changes one department's progress (派遣, 签收, 退回, 处置反馈)."""
         self.stage = stage_of(self.parts)
 
     def _due(
@@ -609,36 +542,45 @@ class Case(Aggregate):
         self._guard("dispatch")
         if not new:
             raise CaseRefused("dispatch", self, "no department named")
-        after = stage_of({**self.parts, **dict.fromkeys(new, Part.DISPATCHED)})
+        after = stage_of({**self.parts, **dict.fromkeys(new, DepartmentProgress.DISPATCHED)})
         self.trigger_event(
             self.Dispatched, event_id=event_id, at=at, actor=actor, department=department,
             departments=new, note=note, due=self._due(after, at, sla),
         )  # fmt: skip
 
-    def _guard_part(
-        self, command: str, department: str, allowed: tuple[Part, ...], done: tuple[Part, ...] = ()
+    def _guard_progress(
+        self,
+        command: str,
+        department: str,
+        allowed: tuple[DepartmentProgress, ...],
+        done: tuple[DepartmentProgress, ...] = (),
     ) -> None:
-        """The department's own progress allows ``command``; a part already in ``done`` means the
+        """The department's own progress allows ``command``; progress already in ``done`` means the
         step was taken already (reported again, e.g. by the operator and by the department)."""
-        part = self.parts.get(department)
-        if part is not None and part in done:
-            raise self._done(command, f"{department} has already {part.value} it")
+        progress = self.parts.get(department)
+        if progress is not None and progress in done:
+            raise self._done(command, f"{department} has already {progress.value} it")
         self._guard(command)
-        if part is None:
+        if progress is None:
             responsible = ", ".join(self.parts) or "none"
             raise CaseRefused(command, self, f"{department} is not responsible (responsible: {responsible})")
-        if part not in allowed:
-            if part is Part.DISPATCHED:
+        if progress not in allowed:
+            if progress is DepartmentProgress.DISPATCHED:
                 raise CaseRefused(command, self, f"{department} has not accepted it (签收) yet")
-            raise CaseRefused(command, self, f"{department} has already {part.value} it")
+            raise CaseRefused(command, self, f"{department} has already {progress.value} it")
 
     def accept(
         self, *, event_id: str, at: datetime, actor: str, department: str, note: str = "",
         sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """签收 by a responsible department."""
-        self._guard_part("accept", department, (Part.DISPATCHED,), done=(Part.ACCEPTED, Part.HANDLED))
-        after = stage_of({**self.parts, department: Part.ACCEPTED})
+        self._guard_progress(
+            "accept",
+            department,
+            (DepartmentProgress.DISPATCHED,),
+            done=(DepartmentProgress.ACCEPTED, DepartmentProgress.HANDLED),
+        )
+        after = stage_of({**self.parts, department: DepartmentProgress.ACCEPTED})
         self.trigger_event(
             self.Accepted, event_id=event_id, at=at, actor=actor, department=department, note=note,
             due=self._due(after, at, sla),
@@ -649,7 +591,9 @@ class Case(Aggregate):
         sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """退回: the department says the case is not its responsibility; the centre re-dispatches."""
-        self._guard_part("return", department, (Part.DISPATCHED, Part.ACCEPTED))
+        self._guard_progress(
+            "return", department, (DepartmentProgress.DISPATCHED, DepartmentProgress.ACCEPTED)
+        )
         after = stage_of({d: p for d, p in self.parts.items() if d != department})
         self.trigger_event(
             self.Returned, event_id=event_id, at=at, actor=actor, department=department, reason=reason,
@@ -661,8 +605,10 @@ class Case(Aggregate):
         note: str = "", attachments: Iterable[str] = (), sla: Deadlines | None = None,
     ) -> None:  # fmt: skip
         """处置反馈 from a responsible department that has signed for the case."""
-        self._guard_part("handle", department, (Part.ACCEPTED,), done=(Part.HANDLED,))
-        after = stage_of({**self.parts, department: Part.HANDLED})
+        self._guard_progress(
+            "handle", department, (DepartmentProgress.ACCEPTED,), done=(DepartmentProgress.HANDLED,)
+        )
+        after = stage_of({**self.parts, department: DepartmentProgress.HANDLED})
         self.trigger_event(
             self.Handled, event_id=event_id, at=at, actor=actor, department=department,
             note=note, attachments=list(attachments), due=self._due(after, at, sla),
@@ -860,22 +806,3 @@ def _fields_of(event_class: type) -> tuple[str, ...]:
     names = tuple(f.name for f in dataclasses.fields(event_class) if f.name not in _COMMON)
     _FIELDS[event_class] = names
     return names
-
-
-def stage_of(parts: dict[str, Part]) -> Stage:
-    """The stage of a dispatched case from its responsible departments' progress (联合处置)."""
-    if not parts:
-        return Stage.REGISTERED
-    # One plain loop over the (one to a few) parts: it runs on nearly every event the intake
-    # decides, where generator expressions and enum attribute lookups cost more than the test.
-    handled, dispatched = _PART_HANDLED, _PART_DISPATCHED
-    all_handled = True
-    for part in parts.values():
-        if part is dispatched:
-            return Stage.DISPATCHED
-        if part is not handled:
-            all_handled = False
-    return Stage.HANDLED if all_handled else Stage.ACCEPTED
-
-
-_PART_HANDLED, _PART_DISPATCHED = Part.HANDLED, Part.DISPATCHED

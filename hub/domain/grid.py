@@ -6,23 +6,17 @@ district are sums over the subtree. Jianye district, for example, is 6 streets, 
 and 793 comprehensive grids (综合网格).
 
 This module is the tree only (codes, names, parents): pure data, no geometry. Point-in-polygon
-resolution needs a spatial index and lives outside the domain (``hub.adapters.geo``).
+resolution needs a spatial index and lives outside the domain (``hub.adapters.geo``). The level
+names are vocabulary (``hub.vocabulary.Level``): the API reads the tree through the read-model port
+(``hub.views.GridTreeView``), which this tree satisfies, without importing the domain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Level(StrEnum):
-    DISTRICT = "district"  # 区
-    STREET = "street"  # 街道/镇
-    COMMUNITY = "community"  # 社区
-    GRID = "grid"  # 网格
-    MICRO = "micro"  # 微网格
-
+from hub.vocabulary import Level as Level
 
 LEVEL_ORDER = (Level.DISTRICT, Level.STREET, Level.COMMUNITY, Level.GRID, Level.MICRO)
 

@@ -14,7 +14,8 @@ from hub import messages as m
 from hub.adapters.config.loading import load_domain, load_sla
 from hub.application import CaseLedger, Verdict
 from hub.domain import OPEN_STAGES, Case, CaseRefused, Stage
-from hub.domain.case import CONCLUDED_STAGES, stage_of
+from hub.domain.case import CONCLUDED_STAGES
+from hub.domain.progress import stage_of
 
 T0 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
 SLA = load_sla().for_case(department="citymgmt", kind="case", category="01001", priority="normal")

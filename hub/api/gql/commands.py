@@ -7,7 +7,7 @@ same audit trail (the operator is the event's actor, ``command`` its department)
 
 The answer waits until the projection reflects the command (read-your-writes), so the client gets
 the case's new state. Refusals are caught early where they can be decided from the read model
-(stage not in ``hub.domain.case.ALLOWED``, stale ``expectedVersion``) and otherwise reported from
+(stage not in ``hub.vocabulary.ALLOWED``, stale ``expectedVersion``) and otherwise reported from
 the dead-letter stream, whose headers carry the original event id (``Hub-Dlq-Msg-Id``). A command
 the intake finds already done (``AlreadyDone``: another operator or source took the step first) is
 acked as a duplicate, neither recorded nor dead-lettered; the intake's ``hub.done.<subject>`` notice
@@ -30,9 +30,8 @@ from hub import messages as m
 from hub.api.gql import auth
 from hub.api.gql.auth import Principal
 from hub.api.gql.context import ApiContext, run
-from hub.domain.case import ALLOWED, STAGE_LABELS
-from hub.domain.case import Stage as DomainStage
 from hub.views import CaseRow
+from hub.vocabulary import ALLOWED, STAGE_LABELS, Stage
 
 ACTIONS: dict[str, m.Action] = {
     "register": m.Action.REGISTERED,
@@ -67,7 +66,7 @@ def require(who: Principal, permission: str, what: str) -> None:
 
 
 def _wrong_stage(command: str, row: CaseRow) -> GraphQLError:
-    stage = DomainStage(row.stage)
+    stage = Stage(row.stage)
     allowed = ", ".join(ALLOWED[stage]) or "nothing (the case is finished)"
     return error(
         "WRONG_STAGE",
@@ -98,7 +97,7 @@ async def perform(
             f"someone acted on it since you read it; reload and decide again",
             version=row.version,
         )
-    if command not in ALLOWED[DomainStage(row.stage)]:
+    if command not in ALLOWED[Stage(row.stage)]:
         raise _wrong_stage(command, row)
     if command == "return" and data.get("department") not in row.responsible_departments:
         raise error(

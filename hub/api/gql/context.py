@@ -19,9 +19,8 @@ from uuid import UUID
 
 from graphql import GraphQLError
 from hub.api.gql.auth import AuthError, Principal, TokenBook
-from hub.domain.grid import GridTree
 from hub.messages import Catalogue
-from hub.views import ReadModels
+from hub.views import GridTreeView, ReadModels
 
 T = TypeVar("T")
 
@@ -65,7 +64,7 @@ class ApiContext:
     tokens: TokenBook
     catalogue: Catalogue
     departments: Mapping[str, DepartmentInfo]
-    grids: GridTree | None = None
+    grids: GridTreeView | None = None
     nc: Any = None  # nats.aio.client.Client: command publishes, projection notices, dead letters
     limits: Limits = field(default_factory=Limits)
     source: str = "hub.graphql"

@@ -22,11 +22,10 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
 from graphql import GraphQLError
+from hub import vocabulary as v
 from hub.api.gql import auth
 from hub.api.gql.auth import Principal
 from hub.api.gql.context import api, caller, run
-from hub.domain.case import ALLOWED
-from hub.domain.case import Stage as DomainStage
 from hub.views import CaseRow, EventRow, KeyCount, LinkRow, OverviewTotals, ReadModels
 
 MASK = "***"
@@ -292,7 +291,7 @@ def case_of(row: CaseRow, as_of: int | None = None) -> Case:
         dispatched_at=row.dispatched_at, closed_at=row.closed_at, updated_at=row.updated_at, due=row.due,
         overdue=row.overdue, escalations=row.escalations, escalation_level=row.escalation_level,
         returns=row.returns, reworks=row.reworks, satisfaction=row.satisfaction, version=row.version,
-        last_position=row.last_position, allowed_actions=list(ALLOWED[DomainStage(row.stage)]),
+        last_position=row.last_position, allowed_actions=list(v.ALLOWED[v.Stage(row.stage)]),
         _as_of=as_of,
     )  # fmt: skip
 
