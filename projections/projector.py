@@ -48,7 +48,7 @@ class NotificationReader(Protocol):
 
 def reader_for(recorder: ApplicationRecorder, topics: Sequence[str] = FOLLOWED_TOPICS) -> NotificationReader:
     """The notification log of an eventsourcing recorder, filtered to case topics (and erasure
-    records, see ``ReadModelStore.apply_batch``) in the database.
+    records, see ``ReadModelStore.fold_batch``) in the database.
 
     It is the hub's one log follower (``hub.adapters.store.follower.LogFollower``): on PostgreSQL
     a lower id may become visible after a higher one, and the follower's gap rule (a write barrier,
@@ -272,7 +272,7 @@ class Projector:
     def _apply(self, batch: pa.Table | None) -> int:
         if batch is None or batch.num_rows == 0:
             return 0
-        applied = self.store.apply_batch(batch, self.application_name)
+        applied = self.store.fold_batch(batch, self.application_name)
         if self.on_commit is not None:
             try:
                 last = int(batch.column("seq")[-1].as_py())

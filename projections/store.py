@@ -338,8 +338,9 @@ class ReadModelStore(DuckDBTrackingRecorder):
                 con.execute(f"DROP TABLE IF EXISTS {temp}")
             con.execute("DROP VIEW IF EXISTS _hist")
 
-    def apply_batch(self, batch: pa.Table, application_name: str) -> int:
-        """Apply one batch of notifications and record its last position, in one transaction.
+    def fold_batch(self, batch: pa.Table, application_name: str) -> int:
+        """Fold one batch of notifications into the read models and record its last position, in
+        one transaction (named apart from the ledger's ``apply_batch``, which decides and records).
 
         ``batch`` has ``BATCH_SCHEMA`` and ascending ``seq``. Returns the number of events applied.
         Raises eventsourcing's ``IntegrityError`` (and changes nothing) when the batch does not

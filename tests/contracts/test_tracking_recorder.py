@@ -42,9 +42,9 @@ def test_a_batch_applied_twice_is_refused_and_changes_nothing() -> None:
     N.state = state  # type: ignore[attr-defined]
     batch = to_arrow([N])  # type: ignore[list-item]
     assert batch.schema == BATCH_SCHEMA
-    assert store.apply_batch(batch, "CityHub") == 1
+    assert store.fold_batch(batch, "CityHub") == 1
     with pytest.raises(IntegrityError):
-        store.apply_batch(batch, "CityHub")
+        store.fold_batch(batch, "CityHub")
     assert store.counts()["events"] == 1
     assert store.max_tracking_id("CityHub") == 7
     with pytest.raises(IntegrityError):
