@@ -321,6 +321,8 @@ class Case(Aggregate):
         self.verified_at: datetime | None = None
         self.closed_at: datetime | None = None
         self.parts: dict[str, DepartmentProgress] = {}
+        """Each responsible department's progress (部门处置进度), in the order they were dispatched.
+        Named ``parts`` because stored snapshots of the case may hold it: renamed, they would not load."""
         self.involved: set[str] = set()
         """Every department the case was ever dispatched (派遣), referred (转介) or linked (关联) to:
         besides its origin department, the ones that may act on it (:mod:`hub.domain.authority`).
