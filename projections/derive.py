@@ -10,7 +10,7 @@ expressed with window functions:
 * responsible departments (联合处置 parts): per (case, department) a status stream —
   dispatched adds a department that is absent (a no-op when present), accepted/handled set it,
   returned removes it, a failed verification (返工) puts every present department back to
-  accepted; the case stage after a part event is the domain's ``_settle`` over all departments
+  accepted; the case stage after a part event is the domain's ``_derive_stage`` over all departments
   at that position (an ASOF join);
 * stage after each event: the running last non-null stage code.
 
@@ -93,7 +93,7 @@ SELECT case_id, dept, seq,
            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), 'R') AS status
   FROM s
 """,
-        # 2. the case stage the domain's _settle() gives after each part event
+        # 2. the case stage the domain's _derive_stage() gives after each part event
         f"""
 CREATE OR REPLACE TEMP TABLE _settled AS
 WITH ev AS (
