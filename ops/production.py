@@ -90,8 +90,7 @@ def development_api_tokens(settings: Settings) -> list[str]:
 
 def development_ingest_tokens(settings: Settings) -> list[str]:
     """HTTP ingest department tokens (``ingest_tokens.toml`` and ``HUB_INGEST_TOKENS``)."""
-    from ops.wiring_connectors import DEFAULTS as OPS_DEFAULTS
-    from ops.wiring_connectors import load_tokens
+    from ops.bootstrap import OPS_DEFAULTS, load_tokens
 
     shipped: set[str] = set()
     for values in _toml(OPS_DEFAULTS / "ingest_tokens.toml").get("tokens", {}).values():

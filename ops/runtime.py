@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,18 @@ from starlette.applications import Starlette
 from hub.api.health import health_routes
 from hub.api.metrics import Sample, metrics_routes
 from hub.intake import Intake
-from ops.bootstrap import build_ledger, connect_nats, start_intake
+from ops.bootstrap import (
+    access_log,
+    build_ledger,
+    connect_nats,
+    connector_routes,
+    graphql_app_routes,
+    publish_commits,
+    screen_app_routes,
+    start_anchoring,
+    start_intake,
+    start_projections,
+)
 from ops.cluster import stream_settings_for
 from ops.nats_auth import NatsAuth, NatsUsersError, redact
 from ops.natsd import EmbeddedNats, NatsStartError
@@ -53,42 +64,6 @@ class RuntimeOptions:
     watch_backlog: int = 1000
     """The deadline watcher waits while more events than this wait for the intake: the cases'
     later steps are still on the way then (a catch-up, a back-fill), so their breaches are not real."""
-
-
-def graphql_app_routes(
-    nc: NATS,
-    views: Any,
-    config_dir: Path | None,
-    allowed_origins: Sequence[str] = (),
-    access: Any = None,
-) -> list[Any]:
-    """The GraphQL API (/graphql, GraphiQL, graphql-transport-ws) over the read models and NATS."""
-    from hub.adapters.config.loading import load_catalogue, load_departments, load_grids
-    from hub.api.gql import ApiContext, DepartmentInfo, Limits, TokenBook, graphql_routes
-    from ops.settings import graphql_limits
-
-    departments = {
-        code: DepartmentInfo(d.code, d.name, d.name_en, d.kinds)
-        for code, d in load_departments(config_dir).items()
-    }
-    ctx = ApiContext(
-        views=views, tokens=TokenBook.load(config_dir), catalogue=load_catalogue(config_dir),
-        departments=departments, grids=load_grids(config_dir).tree, nc=nc, limits=Limits(**graphql_limits()),
-        record_access=None if access is None else (
-            lambda role, case_id, fields, principal, operation, request: access.record_access(
-                role, case_id, fields, principal=principal, operation=operation, request=request
-            )
-        ),
-    )  # fmt: skip
-    return graphql_routes(ctx, allowed_origins)
-
-
-def screen_app_routes(config_dir: Path | None) -> list[Any]:
-    """The command-centre screen at ``/`` (static files over the public GraphQL API)."""
-    from hub.adapters.config.loading import config_file
-    from hub.api.screen import screen_routes
-
-    return list(screen_routes(config_file("grids.geojson", config_dir)))
 
 
 def _writer_died(error: str) -> bool:
@@ -325,26 +300,15 @@ class HubRuntime:
 
     async def _start_projections(self) -> None:
         """The read side follows the store's notification log (its own reader, its own DuckDB file)."""
-        from ops.cli.read import start_projections
-
         self.reader = await asyncio.to_thread(build_ledger, self.settings.store_url)
         self.projections = await asyncio.to_thread(start_projections, self.reader, self.settings)
-        assert self.intake is not None
+        assert self.intake is not None and self.nc is not None
         self.intake.on_committed = self.projections.notify  # wake the projector after each batch
-        from ops.cli.audit import access_log, anchor_forever
-
         self.access = access_log(self.reader)
-        self.tasks["anchor"] = asyncio.create_task(
-            anchor_forever(self.nc, self.reader.recorder), name="audit-anchor"
-        )
-        from hub.api.gql import commit_publisher
-
-        # every API process (this one and replicas) feeds its GraphQL subscriptions from these notices
-        self.projections.projector.on_commit = commit_publisher(self.nc, asyncio.get_running_loop())
+        self.tasks["anchor"] = start_anchoring(self.nc, self.reader)
+        publish_commits(self.projections, self.nc, asyncio.get_running_loop())
 
     async def _start_http(self) -> None:
-        from ops.wiring_connectors import connector_routes
-
         assert self.nc is not None
         js = self.nc.jetstream(timeout=10, publish_async_max_pending=4000)
         reads = self.projections.views

@@ -1,8 +1,8 @@
 """`hub audit …` and `hub privacy …`: the auditor's and the data-protection officer's commands.
 
-Registered on the main app by ops.cli (``ops.cli.audit.register(app)``). Wiring lives here (ops): the
-chain follower the store writer calls after each committed batch, the NATS KV anchor of the chain
-head, and the access log the GraphQL API writes through.
+Registered on the `hub` app (ops/cli/app.py, ``ops.cli.audit.register(app)``). What they read and
+write is built by the composition root (ops/bootstrap.py: the ledger, the read models, the access
+store); the chain head's NATS KV anchor is hub.adapters.audit.anchor.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ import orjson
 import typer
 from rich.table import Table
 
-from hub.adapters.audit import AccessLog, AuditChain, Head, case_history, open_access_store, read_access
-from hub.vocabulary import APPLICATION_NAME
+from hub.adapters.audit import AuditChain, Head, case_history, read_access
+from hub.adapters.audit.anchor import ANCHOR_BUCKET, anchor_head, anchor_key, anchored_head
+from ops.bootstrap import access_store, build_ledger, connect_nats, projection_service, views_path
 from ops.console import console, err
 from ops.settings import Settings
 
 log = logging.getLogger("hub.adapters.audit")
-
-ANCHOR_BUCKET = "HUB_AUDIT"
-"""NATS KV bucket holding the anchored chain heads (history kept: each put is a notarised point)."""
-ANCHOR_HISTORY = 64
 
 DataDir = Annotated[
     Path | None,
@@ -43,69 +40,6 @@ NatsUrl = Annotated[
     typer.Option("--nats-url", help="NATS for the anchored head; default HUB_NATS_URL or the running hub's."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="One JSON document for machines.")]
-
-
-# ------------------------------------------------------------------------------------ wiring
-def access_log(ledger: Any, flush_interval: float = 1.0) -> AccessLog:
-    """The read access log for the API process: started, to be closed at shutdown.
-
-    Its store is its own (``hub.adapters.audit.access``), beside the event store of ``ledger``: the file
-    ``access.sqlite`` next to a SQLite event store, or its own tables in the PostgreSQL database.
-    """
-    log_ = AccessLog(open_access_store(ledger.env), flush_interval=flush_interval)
-    log_.start()
-    return log_
-
-
-def anchor_key(ledger_name: str) -> str:
-    return f"{ledger_name.lower()}.chain_head"
-
-
-async def _bucket(js: Any) -> Any:
-    from nats.js.errors import BucketNotFoundError
-
-    try:
-        return await js.key_value(ANCHOR_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=ANCHOR_BUCKET, history=ANCHOR_HISTORY)
-
-
-async def anchor_head(js: Any, head: Head, name: str = APPLICATION_NAME) -> int:
-    """Put the chain head into the NATS KV bucket; returns the KV revision."""
-    kv = await _bucket(js)
-    doc = {**head.to_dict(), "anchored_at": datetime.now(UTC).isoformat()}
-    return int(await kv.put(anchor_key(name), orjson.dumps(doc)))
-
-
-async def anchored_head(js: Any, name: str = APPLICATION_NAME) -> Head | None:
-    from nats.js.errors import KeyNotFoundError
-
-    kv = await _bucket(js)
-    try:
-        entry = await kv.get(anchor_key(name))
-    except KeyNotFoundError:
-        return None
-    return Head.from_dict(orjson.loads(entry.value)) if entry.value else None
-
-
-async def anchor_forever(
-    nc: Any, recorder: Any, name: str = APPLICATION_NAME, interval: float = 10.0
-) -> None:
-    """For ``hub up``: anchor the chain head in NATS KV whenever it moved (every ``interval`` s)."""
-    chain = AuditChain(recorder)
-    js = nc.jetstream()
-    last: Head | None = None
-    while True:
-        try:
-            head = await asyncio.to_thread(chain.head)
-            if head != last and head.count:
-                await anchor_head(js, head, name)
-                last = head
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("audit anchor: could not anchor the chain head; retrying")
-        await asyncio.sleep(interval)
 
 
 # ------------------------------------------------------------------------------------ erasure
@@ -176,7 +110,6 @@ def carry_out(
 
 def _hub_running(settings: Settings) -> bool:
     """A hub holds this data dir's read models (DuckDB's file lock: another process has it open)."""
-    from ops.cli.read import views_path
     from projections.service import check_not_in_use
 
     path = views_path(settings)
@@ -190,17 +123,12 @@ def _hub_running(settings: Settings) -> bool:
 
 
 def _erase_in_read_models(ledger: Any, settings: Settings, running: bool) -> str:
-    from ops.cli.read import state_decoder, views_path
-    from projections import ProjectionService
-
     path = views_path(settings)
     if running:
         return "applied by the running hub's projector (it follows the erasure record in the log)"
     if not path.exists():
         return "none yet (built from the store, already erased)"
-    service = ProjectionService(
-        path, ledger.recorder, application_name=ledger.name, state_decoder=state_decoder(ledger)
-    )
+    service = projection_service(ledger, path)
     try:
         service.catch_up()
     finally:
@@ -212,7 +140,6 @@ def _erase_in_streams(
     settings: Settings, nats_url: str | None, cases: set[str], values: set[str], running: bool
 ) -> list[Any]:
     from hub.adapters.privacy import erase_from_streams
-    from ops.bootstrap import connect_nats
     from ops.nats_auth import NatsAuth
     from ops.natsd import EmbeddedNats, free_port
 
@@ -244,14 +171,10 @@ def _erase_in_streams(
 
 # ------------------------------------------------------------------------------------ helpers
 def _ledger(data_dir: Path | None, store_url: str | None) -> Any:
-    from ops.bootstrap import build_ledger
-
     return build_ledger(Settings.from_env(data_dir, store_url).store_url)
 
 
 def _with_nats(data_dir: Path | None, nats_url: str | None, work: Callable[[Any], Any]) -> Any:
-    from ops.bootstrap import connect_nats
-
     url = Settings.from_env(data_dir).resolve_nats_url(nats_url)
 
     async def run() -> Any:
@@ -449,7 +372,7 @@ def register(app: typer.Typer) -> None:
         records = read_access(ledger.recorder, ledger.mapper, case_id, limit) if old_records else []
         left = None if limit is None else limit - len(records)
         if left is None or left > 0:
-            store = open_access_store(ledger.env)
+            store = access_store(ledger)
             records += store.read(case_id, left)
             store.close()
         if as_json:

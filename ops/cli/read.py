@@ -1,14 +1,12 @@
-"""`hub` commands of the read side (replay, export, sql); registered on the main app by ops.cli.
+"""`hub` commands of the read side (replay, export, sql); registered on the `hub` app (ops/cli/app.py).
 
-Wiring lives here (ops): the projections package never sees the ledger, only its recorder and a
-decoder for encrypted/compressed stores.
+The read models they work on are built by the composition root (ops/bootstrap.py): the projections
+package never sees the ledger, only its recorder and the stored-state decoder.
 """
 
 from __future__ import annotations
 
-import atexit
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +16,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hub.adapters.store.follower import LogFollower
+from ops.bootstrap import build_ledger, export_access_log, rebuild_views, views_path
 from ops.console import console, err
 from ops.settings import Settings
 
@@ -25,51 +25,6 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="State directory (event store, read models). Env HUB_DATA_DIR."),
 ]
-
-
-def views_path(settings: Settings) -> Path:
-    """Where the read models of this hub live."""
-    return settings.data_dir / "views.duckdb"
-
-
-def state_decoder(ledger: Any) -> Callable[[bytes], bytes] | None:
-    """Stored bytes → JSON when the store is encrypted and/or compressed (None: plain JSON).
-
-    With sealed personal fields (hub.adapters.privacy.sealing) the mapper's decoder also opens
-    them, or marks them ``[erased]`` when the person's key was erased, so every rebuild reflects erasures.
-    """
-    from hub.adapters.privacy.sealing import state_decoder as privacy_decoder
-
-    sealed = privacy_decoder(ledger.mapper)
-    if sealed is not None:
-        return sealed
-    cipher, compressor = ledger.mapper.cipher, ledger.mapper.compressor
-    if cipher is None and compressor is None:
-        return None
-
-    def decode(data: bytes) -> bytes:
-        if cipher is not None:
-            data = cipher.decrypt(data)
-        if compressor is not None:
-            data = compressor.decompress(data)
-        return bytes(data)
-
-    return decode
-
-
-def start_projections(ledger: Any, settings: Settings) -> Any:
-    """Build and start the live projector for ``hub up`` (returns the ProjectionService)."""
-    from projections import ProjectionService
-
-    service = ProjectionService(
-        views_path(settings),
-        ledger.recorder,
-        application_name=ledger.name,
-        state_decoder=state_decoder(ledger),
-    )
-    service.start()
-    atexit.register(service.close)  # stop the thread and close DuckDB cleanly when the hub exits
-    return service
 
 
 def register(app: typer.Typer) -> None:
@@ -96,9 +51,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Rebuild every read model from the event store into a fresh file, then swap it in atomically."""
-        from ops.bootstrap import build_ledger
-        from projections import rebuild
-
         settings = Settings.from_env(data_dir, store_url)
         ledger = build_ledger(settings.store_url)
         last = ledger.recorder.max_notification_id() or 0
@@ -113,11 +65,9 @@ def register(app: typer.Typer) -> None:
         ) as progress:  # fmt: skip
             task = progress.add_task("events", total=total)
             try:
-                sections = {} if batch_size is None else {"batch_size": batch_size}
-                applied = rebuild(
-                    target, ledger.recorder, application_name=ledger.name, until=stop, **sections,
+                applied = rebuild_views(
+                    ledger, target, until=stop, batch_size=batch_size, swap=out is None,
                     progress=lambda n, pos: progress.update(task, completed=pos),
-                    state_decoder=state_decoder(ledger), swap=out is None,
                 )  # fmt: skip
             except RuntimeError as exc:
                 err.print(f"[red]error:[/red] {exc}")
@@ -176,16 +126,13 @@ def register(app: typer.Typer) -> None:
 
 def _position_at(ledger: Any, when: datetime) -> int:
     """The longest prefix of the log recorded at or before ``when`` (decodes events; auditors only)."""
-    position, start = 0, 1
-    while True:
-        section = ledger.recorder.select_notifications(start=start, limit=5000)
-        if not section:
-            return position
+    position = 0
+    for section in LogFollower(ledger.recorder).batches():
         for n in section:
             if ledger.mapper.to_domain_event(n).timestamp > when:
                 return position
             position = n.id
-        start = section[-1].id + 1
+    return position
 
 
 EXPORTED_PERSONAL = ("timeline.actor", "timeline.note")
@@ -196,11 +143,8 @@ def _record_export(settings: Settings, out_dir: Path, written: dict[str, int]) -
     """Put the export on the access log (issue 15: exports are recorded), as the OS user running it."""
     import getpass
 
-    from hub.adapters.audit import AccessLog, open_access_store
-    from ops.settings import store_env
-
     try:
-        log = AccessLog(open_access_store(store_env(settings.store_url)))
+        log = export_access_log(settings.store_url)
         scope = f"{written['events']} events, {written['cases']} case rows → {out_dir.resolve()}"
         log.record_export("cli", f"os:{getpass.getuser()}", EXPORTED_PERSONAL, scope, "hub export parquet")
         log.close()

@@ -22,11 +22,15 @@ from starlette.applications import Starlette
 
 from hub.api.gql import commit_publisher
 from hub.intake import IntakeSettings
-from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.cli.audit import access_log
-from ops.cli.read import state_decoder
+from ops.bootstrap import (
+    access_log,
+    build_ledger,
+    connect_nats,
+    graphql_app_routes,
+    start_intake,
+    state_decoder,
+)
 from ops.natsd import free_port
-from ops.runtime import graphql_app_routes
 from projections import ProjectionService
 from tests.support import eventually
 

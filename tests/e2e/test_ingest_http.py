@@ -21,10 +21,8 @@ import uvicorn
 
 from hub import messages as m
 from hub.intake import IntakeSettings
-from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.cli.read import state_decoder
+from ops.bootstrap import build_ledger, connect_nats, connector_app, start_intake, state_decoder
 from ops.natsd import EmbeddedNats, free_port
-from ops.wiring_connectors import connector_app
 from projections import ProjectionService
 from tests.support import eventually
 

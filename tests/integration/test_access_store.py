@@ -13,9 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hub.adapters.audit import AccessLog, open_access_store, read_access
-from ops.bootstrap import build_ledger
+from ops.bootstrap import access_log, build_ledger
 from ops.cli import app
-from ops.cli.audit import access_log
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

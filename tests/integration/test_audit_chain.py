@@ -182,7 +182,7 @@ def test_deleting_the_tail_with_its_chain_blocks_is_caught_by_the_anchor(tmp_pat
 async def test_head_is_anchored_in_nats_kv(tmp_path: Any, nats_server: Any) -> None:
     import nats
 
-    from ops.cli.audit import anchor_head, anchored_head
+    from hub.adapters.audit.anchor import anchor_head, anchored_head
 
     ledger, chain = _store(f"sqlite:///{tmp_path / 'events.sqlite'}")
     nc = await nats.connect(nats_server.url)

@@ -32,8 +32,7 @@ from nats.js.api import DeliverPolicy
 from hub import messages as m
 from hub.adapters.audit import AuditChain
 from hub.adapters.privacy.sealing import ERASED
-from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.cli.read import state_decoder
+from ops.bootstrap import build_ledger, connect_nats, start_intake, state_decoder
 from ops.natsd import EmbeddedNats
 from projections import ProjectionService, export_parquet, rebuild
 from tests.factories import case_history, event

@@ -18,9 +18,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from connectors.publisher import publish_events
 from hub import messages as m
+from hub.adapters.audit.anchor import ANCHOR_BUCKET
 from hub.intake import DEFAULT_MAX_AGE_S, StreamSettings, ensure_streams
 from ops.bootstrap import build_ledger, connect_nats, start_intake
-from ops.cli.audit import ANCHOR_BUCKET
 from ops.cluster import stream_settings_for
 from ops.nats_auth import HUB_CREDENTIALS_FILE, NatsAuth, NatsAuthError
 from ops.natsd import EmbeddedNats, free_port, launch_server

@@ -26,9 +26,8 @@ from connectors.police import PoliceConnector
 from connectors.publisher import publish_events
 from hub import messages as m
 from hub.intake import IntakeSettings, read_dead_letters
-from ops.bootstrap import build_ledger, connect_nats, start_intake
+from ops.bootstrap import build_ledger, connect_nats, connector_app, start_intake
 from ops.natsd import EmbeddedNats
-from ops.wiring_connectors import connector_app
 from tests.factories import event
 from tests.support import eventually
 

@@ -30,8 +30,7 @@ from psycopg import sql
 
 from hub import messages as m
 from hub.application import CaseLedger, Verdict
-from ops.bootstrap import build_ledger
-from ops.cli.read import state_decoder
+from ops.bootstrap import build_ledger, state_decoder
 from projections import ProjectionService
 from projections.schema import TOPICS
 from tests.factories import LIFECYCLE, case_history

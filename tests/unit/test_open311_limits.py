@@ -256,8 +256,8 @@ async def test_errors_keep_the_spec_format(fmt: str) -> None:
 
 
 async def test_hub_wiring_reads_the_keys_from_the_config_dir(tmp_path: Any) -> None:
-    """What `hub up` mounts (ops.wiring_connectors) takes its keys from HUB_CONFIG_DIR/open311_keys.toml."""
-    from ops.wiring_connectors import connector_app
+    """What `hub up` mounts (ops.bootstrap) takes its keys from HUB_CONFIG_DIR/open311_keys.toml."""
+    from ops.bootstrap import connector_app
 
     keys = f'[[key]]\napi_key = "{KEY}"\nname = "12345 app"\nburst = 1\n'
     (tmp_path / "open311_keys.toml").write_text(keys)

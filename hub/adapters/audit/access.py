@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
+from hub.adapters.store.follower import LogFollower
 from hub.domain.audit import AccessRecord
 
 log = logging.getLogger(__name__)
@@ -407,15 +408,8 @@ def read_access(
     recorder: Any, mapper: Any, case_id: UUID | None = None, limit: int | None = None
 ) -> list[Access]:
     """Records of the old form (before issue 15) in order, straight from the event store."""
-    topics = [AccessRecord.Recorded.TOPIC]
     out: list[Access] = []
-    start = 0
-    while True:
-        section: Sequence[Any] = recorder.select_notifications(
-            start=start, limit=5000, topics=topics, inclusive_of_start=False
-        )
-        if not section:
-            return out
+    for section in LogFollower(recorder, [AccessRecord.Recorded.TOPIC]).batches():
         for n in section:
             e = mapper.to_domain_event(n)
             if case_id is not None and e.case_id != case_id:
@@ -428,4 +422,4 @@ def read_access(
             )  # fmt: skip
             if limit is not None and len(out) >= limit:
                 return out
-        start = section[-1].id
+    return out

@@ -17,9 +17,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import orjson
-
 from hub.adapters.audit.sql import StoreTables
+from hub.adapters.store.state import stored_state
 
 _SKIP = {"timestamp", "originator_topic", "event_id", "at", "actor", "department", "_pii_"}
 
@@ -86,12 +85,7 @@ def case_history(recorder: Any, mapper: Any, case_id: UUID) -> list[Entry]:
     }
     entries: list[Entry] = []
     for stored in recorder.select_events(case_id):
-        data = stored.state
-        if mapper.cipher is not None:
-            data = mapper.cipher.decrypt(data)
-        if mapper.compressor is not None:
-            data = mapper.compressor.decompress(data)
-        state = orjson.loads(data)
+        state = stored_state(mapper, stored.state)
         sealed = state.get("_pii_") or {}
         personal = tuple(sealed.get("p", ()))
         actor = str(state.get("actor", ""))

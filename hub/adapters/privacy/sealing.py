@@ -33,7 +33,7 @@ import os
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +49,8 @@ from eventsourcing.utils import get_topic
 
 from hub.adapters.audit.sql import StoreTables
 from hub.adapters.config.loading import ConfigError, config_file
+from hub.adapters.store.follower import LogFollower
+from hub.adapters.store.state import stored_state, unwrap
 from hub.views import ERASED, ERASURE_TOPIC
 
 __all__ = ["ERASED", "ERASURE_TOPIC", "Erasure", "Keyring", "PrivacyMapper", "Sealer", "load_policy"]
@@ -577,15 +579,6 @@ class PrivacyMapper(Mapper[UUID]):
         if kids:
             sealer.keyring.ensure(kids, cases)
 
-    def decode_state(self, state: bytes) -> bytes:
-        """Stored bytes → JSON with personal fields opened (decrypts/decompresses a ciphered store)."""
-        if self.cipher is not None:
-            state = self.cipher.decrypt(state)
-        if self.compressor is not None:
-            state = self.compressor.decompress(state)
-        state = bytes(state)
-        return self.sealer.reveal_json(state) if self.sealer is not None else state
-
 
 class SealingEventStore(EventStore[UUID]):
     """The library's event store, preparing the batch's keys before the batch is mapped and recorded."""
@@ -774,39 +767,17 @@ def plan_erasure(
 def _sealed_states(
     mapper: PrivacyMapper, recorder: Any, topics: list[str] | None
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
-    start = 0
-    while True:
-        section = recorder.select_notifications(
-            start=start, limit=5000, topics=topics or (), inclusive_of_start=False
-        )
-        if not section:
-            return
+    """Each sealed state in the log (of ``topics``; all when ``None``), personal fields still sealed."""
+    for section in LogFollower(recorder, topics or ()).batches():
         for n in section:
-            data = n.state
-            if mapper.cipher is not None:
-                data = mapper.cipher.decrypt(data)
-            if mapper.compressor is not None:
-                data = mapper.compressor.decompress(data)
+            data = unwrap(mapper, n.state)
             if _MARK in data:
                 yield n.originator_id, orjson.loads(data)
-        start = section[-1].id
 
 
 def case_kid(mapper: PrivacyMapper, recorder: Any, case_id: UUID) -> str | None:
     """The key id that seals a case's report (to erase the person behind one case)."""
     for stored in recorder.select_events(case_id, limit=1):
-        data = stored.state
-        if mapper.cipher is not None:
-            data = mapper.cipher.decrypt(data)
-        if mapper.compressor is not None:
-            data = mapper.compressor.decompress(data)
-        sealed = orjson.loads(data).get(SEALED_KEY)
+        sealed = stored_state(mapper, stored.state).get(SEALED_KEY)
         return str(sealed["k"]) if sealed else None
-    return None
-
-
-def state_decoder(mapper: Any) -> Callable[[bytes], bytes] | None:
-    """The projector's decoder for this mapper (None when stored states are plain, unsealed JSON)."""
-    if isinstance(mapper, PrivacyMapper) and mapper.sealer is not None:
-        return mapper.decode_state
     return None
