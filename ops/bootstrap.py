@@ -1,9 +1,9 @@
 """The composition root (装配): where the hub picks its adapters and wires them together.
 
 Everything the hub runs (``hub up``, ``hub intake``, tests, benchmarks) gets its NATS connection,
-event store and intake from here, so a change of these adapters is a change in one file. Not yet
-the only place: ``ops/wiring_connectors.py``, ``ops/runtime.py``, ``ops/cli/read.py``,
-``ops/cli/audit.py`` and ``ops/writer.py`` still wire parts of their own (issue 16 moves them here).
+event store, intake, read models, access log, chain anchor and HTTP routes from here, so a change
+of these adapters is a change in one file: the runtime and the CLI call these functions, and the
+child processes (store writer, recorder, chain follower) receive a factory defined here.
 Values from the environment come from ``ops/settings.py``, the one reader of ``HUB_*``.
 """
 

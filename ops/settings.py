@@ -325,7 +325,7 @@ def demo_rate(flag: float) -> float:
 
 def ingest_tokens() -> dict[str, str]:
     """``HUB_INGEST_TOKENS="police=secret1,health=secret2"``: HTTP ingest tokens from the
-    environment, token → department, added to ``ingest_tokens.toml``'s (ops.wiring_connectors)."""
+    environment, token → department, added to ``ingest_tokens.toml``'s (ops.bootstrap)."""
     tokens: dict[str, str] = {}
     for pair in filter(None, os.environ.get("HUB_INGEST_TOKENS", "").split(",")):
         department, _, token = pair.partition("=")
