@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from connectors.publisher import publish_events
 from hub import messages as m
 from hub.adapters.config.loading import load_catalogue
-from hub.application import CaseLedger
+from hub.adapters.store.ledger import SealedCaseLedger
 from hub.application.ports import Ledger
 from hub.intake import Intake, IntakeSettings, ensure_streams
 from ops.bootstrap import build_ledger, connect_nats
@@ -116,7 +116,7 @@ def _store_append_baseline(events: list[dict[str, Any]], store_url: str) -> tupl
     valids = [v for v in (m.validate(orjson.dumps(e), catalogue) for e in events) if isinstance(v, m.Valid)]
     ledger = build_ledger(store_url)
     # The domain events to append are made outside the timed region, by the same ledger in memory.
-    scratch = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    scratch = SealedCaseLedger.configured({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     for i in range(0, len(valids), BATCH):
         scratch.apply_batch(valids[i : i + BATCH])
     by_case: dict[Any, list[Any]] = {}

@@ -23,6 +23,8 @@ from eventsourcing.persistence import PersistenceError
 from nats.aio.client import Client as NATS
 
 from hub.adapters.config.loading import load_catalogue, load_domain
+from hub.adapters.store.follower import LogFollower
+from hub.adapters.store.ledger import SealedCaseLedger
 from hub.application import CaseLedger
 from hub.application.ports import Ledger
 from hub.intake import Intake, IntakeSettings, StreamSettings, ensure_streams
@@ -122,10 +124,12 @@ _SCHEMA_RACES = ("already exists", "tuple concurrently updated")
 def build_ledger(
     store_url: str, extra_env: Mapping[str, str] | None = None, *, config_dir: Path | None = None
 ) -> CaseLedger:
-    """The case ledger on the configured store.
+    """The case ledger on the configured store, wired to its adapters.
 
     ``config_dir`` defaults to ``HUB_CONFIG_DIR`` (ops/settings.py): the core reads no environment,
-    so the domain configuration and the privacy policy come from the directory passed here.
+    so the domain configuration and the privacy policy come from the directory passed here. The
+    ledger seals personal fields (``SealedCaseLedger``) and its deadline watch follows the log
+    through ``LogFollower`` (never past an id that may still become visible on PostgreSQL).
 
     Several processes starting at once on a fresh PostgreSQL database race in its catalog while
     each creates the tables (``CREATE … IF NOT EXISTS`` is not atomic there): the losers retry.
@@ -136,7 +140,7 @@ def build_ledger(
     domain = load_domain(config_dir)
     for attempt in range(6):
         try:
-            return CaseLedger(env, domain=domain, config_dir=config_dir)
+            return SealedCaseLedger(env, domain=domain, config_dir=config_dir, follow_log=LogFollower)
         except PersistenceError as exc:
             if attempt == 5 or not any(race in str(exc) for race in _SCHEMA_RACES):
                 raise

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.application import CaseLedger
+from hub.adapters.store.ledger import SealedCaseLedger
 from ops.bootstrap import build_ledger
 from ops.settings import (
     SettingsError,
@@ -95,9 +95,9 @@ def test_the_ledger_takes_its_config_dir_from_ops_not_the_environment(
     (deployment / "departments.toml").write_text(shipped + extra, encoding="utf-8")
     monkeypatch.setenv("HUB_CONFIG_DIR", str(deployment))
     assert config_dir() == deployment.resolve()
-    core = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    core = SealedCaseLedger.configured({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     assert "water" not in core.domain.departments  # the shipped defaults
     wired = build_ledger(f"sqlite:///{tmp_path / 'events.sqlite'}")
     assert "water" in wired.domain.departments
-    given = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, config_dir=deployment)
+    given = SealedCaseLedger.configured({"PERSISTENCE_MODULE": "eventsourcing.popo"}, config_dir=deployment)
     assert "water" in given.domain.departments

@@ -2,7 +2,8 @@
 
 Defaults ship inside the package (``hub/defaults``); a deployment overrides them file by file
 from ``HUB_CONFIG_DIR``. Errors name the file, the entry and what is expected, so an operator can
-fix a config without reading code.
+fix a config without reading code. What the use cases receive (``DomainConfig``, ``Department``)
+is declared by them (``hub.application.ports``); this module fills it from files.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import csv
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.adapters.geo import GridIndex
+from hub.application.ports import Department, DomainConfig
 from hub.domain.calendar import CalendarError, WorkingCalendar
 from hub.domain.grid import GridError
 from hub.domain.routing import ResponsibilityList, Rule
@@ -30,17 +31,6 @@ DEFAULTS_DIR = Path(__file__).resolve().parents[2] / "defaults"
 
 class ConfigError(ValueError):
     """A configuration file is unreadable or inconsistent; the message names the file and entry."""
-
-
-@dataclass(frozen=True, slots=True)
-class Department:
-    code: str
-    name: str
-    name_en: str
-    kinds: tuple[str, ...]
-    sources: tuple[str, ...] = ()
-    """The source systems (``source`` of its events) that belong to this department: only it may
-    report cases under them, or open them by a link (hub.domain.authority, rule 6)."""
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -354,17 +344,6 @@ def load_routing(
             raise ConfigError(f"{where}: 'categories' must be a list of category code prefixes")
         rules.append(Rule(tuple(depts), tuple(categories), area, where))
     return ResponsibilityList(tuple(rules), on_unroutable, frozenset(auto))
-
-
-@dataclass(frozen=True, slots=True)
-class DomainConfig:
-    """Everything the use cases need from configuration, loaded and validated together at start."""
-
-    departments: Mapping[str, Department]
-    taxonomies: Taxonomies
-    sla: SlaPolicy
-    routing: ResponsibilityList
-    grids: GridIndex
 
 
 def load_domain(config_dir: Path | None = None) -> DomainConfig:
