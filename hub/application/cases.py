@@ -24,11 +24,11 @@ from eventsourcing.persistence import EventStore, StoredEvent, Transcoding
 
 from hub import messages as m
 from hub.application.ports import DomainConfig, StagingEventStore
-from hub.domain import Authority, Case, Part, Stage
+from hub.domain import Authority, Case, DepartmentProgress, Stage
 
 
 class _EnumAsValue(Transcoding):
-    """Stage and Part are StrEnums; events store plain strings, but state snapshots may hold them."""
+    """Stage and DepartmentProgress are StrEnums: events store plain strings, snapshots may hold them."""
 
     def __init__(self, enum: type[StrEnum], name: str) -> None:
         self.type = enum
@@ -68,7 +68,7 @@ class CaseStore(Application[UUID]):
     def register_transcodings(self, transcoder: Any) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(_EnumAsValue(Stage, "case_stage"))
-        transcoder.register(_EnumAsValue(Part, "case_part"))
+        transcoder.register(_EnumAsValue(DepartmentProgress, "case_part"))
 
     # ------------------------------------------------------------------ reads
     def get_case(self, case_id: UUID) -> Case:

@@ -5,7 +5,7 @@ from hub.domain.authority import RESERVED_ROLES, Authority, NotPermitted
 from hub.domain.calendar import CalendarError, WorkingCalendar
 from hub.domain.case import CONCLUDED_STAGES, INVERSE, WAITING_RELATIONS, Case, Stage
 from hub.domain.grid import GridCell, GridError, GridTree, Level
-from hub.domain.progress import DepartmentProgress, Part, stage_of
+from hub.domain.progress import DepartmentProgress, stage_of
 from hub.domain.refusals import AlreadyDone, CaseRefused
 from hub.domain.routing import AUTO, ResponsibilityList, Route, Rule, Unroutable
 from hub.domain.sla import CaseDeadlines, Deadlines, SlaPolicy, SlaRule, breach_event_id
@@ -37,7 +37,6 @@ __all__ = [
     "GridTree",
     "Level",
     "NotPermitted",
-    "Part",  # removed at merge (issue 16)
     "ResponsibilityList",
     "Route",
     "Rule",

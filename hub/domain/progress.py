@@ -21,9 +21,6 @@ class DepartmentProgress(StrEnum):
     HANDLED = "handled"  # 处置反馈: reported its handling
 
 
-Part = DepartmentProgress  # removed at merge (issue 16): hub.application still imports Part
-
-
 def stage_of(parts: dict[str, DepartmentProgress]) -> Stage:
     """The stage of a dispatched case from its responsible departments' progress (联合处置):
     registered when none is responsible (all returned 退回), dispatched while any has not signed,

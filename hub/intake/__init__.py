@@ -671,7 +671,7 @@ class Intake:
                     done.append((msg, outcome.detail))
             elif verdict is Verdict.FAILED:
                 # Isolated by the store writer: this event alone fails whenever it is decided, so
-                # retrying cannot help; its neighbours are recorded (CaseLedger.stage_isolating).
+                # retrying cannot help; its neighbours are recorded (CaseLedger.decide_isolating).
                 letters.append(_Letter(msg, m.Reason.STORE_FAILED, outcome.field, outcome.detail))
             elif verdict is Verdict.NOT_PERMITTED:
                 # A department acting as someone it is not (hub.domain.authority): never permitted,
