@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,9 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
         server.stop()
 
 
-@pytest.fixture()
-def pg_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database; yields its URL (postgresql://…)."""
+@contextmanager
+def throwaway_pg_database() -> Iterator[str]:
+    """A PostgreSQL database created for the caller and dropped after it; yields its URL."""
     require_pg()
     import psycopg
 
@@ -94,6 +95,21 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def pg_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database; yields its URL (postgresql://…)."""
+    with throwaway_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_database_per_module() -> Iterator[str]:
+    """A throw-away PostgreSQL database shared by one module's tests (a contract suite that opens
+    its subject once per store, tests/contracts/test_ledger.py); yields its URL."""
+    with throwaway_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -238,14 +238,17 @@ def test_a_live_follower_sees_every_committed_id_once_in_order(log: Log) -> None
 
 # ------------------------------------------------------------- out-of-order visibility (PostgreSQL)
 @contextmanager
-def _blocked_read(pg_log: Log) -> Iterator[tuple[Held, list[int], list[Any]]]:
+def _blocked_read(
+    pg_log: Log, follower: LogFollower[Any] | None = None
+) -> Iterator[tuple[Held, list[int], list[Any]]]:
     """A lower ``CASE`` id held open, the next one committed, and a follower reading from just below
     them in a thread, waiting in its barrier: yields (the held transaction, the higher ids, the
-    read's result once the thread has ended — the test ends the held transaction)."""
+    read's result once the thread has ended — the test ends the held transaction). The follower
+    reads ``CASE`` by topic unless one is given."""
     assert pg_log.dsn is not None
     dsn = pg_log.dsn
     base = pg_log.append(1)[0]
-    follower = pg_log.follower()
+    follower = follower or pg_log.follower()
     result: list[Any] = []
 
     def run() -> None:
@@ -299,3 +302,41 @@ def test_a_writer_open_too_long_fails_the_read_clearly_and_skips_nothing(pg_log:
         assert "read again later" in str(failure.value)
         lower.commit()
     assert _ids(follower.read(base, 100)) == lower.ids + higher
+
+
+# ------------------------------------------------------------- a follower with a query of its own
+def _own_select(log: Log) -> LogFollower[Notification]:
+    """A follower that runs a query of its own (as the audit chain runs its SQL) instead of naming
+    topics: here the events of ``CASE`` and ``OTHER``, filtered in the query (a select must return
+    up to ``limit`` rows after the position: filtering after the limit would end a pass early)."""
+
+    def select(after: int, limit: int) -> Sequence[Notification]:
+        return log.recorder.select_notifications(
+            start=after, limit=limit, topics=[CASE, OTHER], inclusive_of_start=False
+        )
+
+    return LogFollower(log.recorder, select=select)
+
+
+def test_a_follower_with_its_own_query_reads_every_id_once(log: Log) -> None:
+    cases = log.append(3)
+    log.append(2, OTHER)
+    log.rolled_back(2)  # one more OTHER id, and CASE ids given back (a gap on PostgreSQL)
+    cases += log.append(4)
+    others = _ids(log.recorder.select_notifications(start=None, limit=100, topics=[OTHER]))
+    follower = _own_select(log)
+    read = _ids(r for rows in follower.batches(0, 3) for r in rows)
+    assert read == sorted(cases + others) and len(others) == 3
+    assert list(follower.read(read[-1], 10)) == []
+
+
+def test_a_follower_with_its_own_query_does_not_skip_a_lower_id_committed_late(pg_log: Log) -> None:
+    with _blocked_read(pg_log, _own_select(pg_log)) as (lower, higher, result):
+        lower.commit()
+    assert result == [lower.ids + higher]
+
+
+def test_a_follower_with_its_own_query_is_not_blocked_by_a_rolled_back_id(pg_log: Log) -> None:
+    with _blocked_read(pg_log, _own_select(pg_log)) as (lower, higher, result):
+        lower.rollback()
+    assert result == [higher]
