@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
-from hub.intake import _parse_headers
+from hub.adapters.nats import parse_headers as _parse_headers
 
 
 @pytest.mark.parametrize(
