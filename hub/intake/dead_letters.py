@@ -55,8 +55,10 @@ async def file_dead_letters(js: JetStreamContext, letters: Sequence[Letter]) -> 
             m.H_DELIVERIES: str(meta.num_delivered),
             m.H_MSG_ID: original_id,
             m.H_TIME: now,
-            # A redelivery after a crash between the copy and the term is deduplicated here.
-            "Nats-Msg-Id": f"dlq-{meta.sequence.stream}-{meta.num_delivered}",
+            # One copy per stored message, however often it is delivered: a redelivery after a
+            # crash between the copy and the term, or of a batch slower than the ack wait, is
+            # deduplicated by the server (a replay is a new message with a sequence of its own).
+            "Nats-Msg-Id": f"dlq-{meta.sequence.stream}",
         }
         replay_of = (letter.msg.headers or {}).get(m.H_REPLAY_OF)
         if replay_of:

@@ -3,9 +3,11 @@ only once its replay is applied, or replaced when the replay is dead-lettered ag
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import orjson
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from hub import messages as m
 from hub.adapters.config.loading import DEFAULTS_DIR
@@ -76,3 +78,42 @@ async def test_replay_after_the_cause_is_fixed(
     ledger = build_ledger(store_url)
     assert ledger.get_case(m.case_id_for("fire-119", "F-1")).origin_department == "fire"
     assert ledger.get_case(m.case_id_for("citymgmt-dcm", "O-1")).stage.value == "registered"
+
+
+async def test_a_redelivered_poison_message_is_filed_once(nats_server: EmbeddedNats) -> None:
+    """A batch slower than the ack wait is redelivered while it is still being decided, and both
+    deliveries of a poison message are dead-lettered: the copy in CITY_DLQ is keyed by the
+    message's stream sequence, so the server keeps one (a delivery count in the key made the
+    second a new message: 60 dead letters for 40 poison events on a loaded machine)."""
+    from nats.js.api import ConsumerConfig
+
+    from hub.intake import ensure_streams
+    from hub.intake.dead_letters import Letter, file_dead_letters
+
+    nc = await connect_nats(nats_server.url, "test")
+    try:
+        js = nc.jetstream(timeout=10)
+        await ensure_streams(js)
+        await js.publish("city.citymgmt.case.reported", b"not json at all")
+        sub = await js.pull_subscribe(
+            "city.citymgmt.case.reported",
+            durable="slow-batch",
+            stream=m.STREAM,
+            config=ConsumerConfig(ack_wait=1.0),
+        )
+        deliveries = []
+
+        async def delivered_twice() -> bool:
+            with contextlib.suppress(TimeoutError, NatsTimeoutError):
+                deliveries.extend(await sub.fetch(1, timeout=1))
+            return len(deliveries) >= 2
+
+        await eventually(delivered_twice, what="the unacknowledged message redelivered")
+        assert [d.metadata.num_delivered for d in deliveries[:2]] == [1, 2]
+        letters = [Letter(d, m.Reason.INVALID_JSON, "", "not JSON") for d in deliveries[:2]]
+        await file_dead_letters(js, letters[:1])
+        await file_dead_letters(js, letters[1:])
+        assert (await js.stream_info(m.DLQ_STREAM)).state.messages == 1
+        assert [lt.deliveries for lt in await read_dead_letters(js)] == [1]
+    finally:
+        await nc.close()
