@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import EventStore, StoredEvent, Transcoding
 
 from hub import messages as m
-from hub.application.ports import DomainConfig, StagingEventStore
+from hub.application.ports import DomainConfig, LogOpener, StagingEventStore
 from hub.domain import Authority, Case, DepartmentProgress, Stage
 
 
@@ -58,6 +58,7 @@ class CaseStore(Application[UUID]):
     _cache: OrderedDict[UUID, Case]
     _cache_size: int
     _staging: StagingEventStore
+    _open_log: LogOpener
     """``self.events``, as the port that maps a batch to rows without recording it."""
 
     def construct_event_store(self) -> EventStore[UUID]:
@@ -80,14 +81,10 @@ class CaseStore(Application[UUID]):
         return sum(1 for _ in self.iter_topics({Case.Reported.TOPIC}))
 
     def iter_topics(self, topics: Iterable[str], batch: int = 5000) -> Iterable[Any]:
-        start = 1
-        topics = tuple(topics)
-        while True:
-            section = self.recorder.select_notifications(start=start, limit=batch, topics=topics)
-            if not section:
-                return
+        """Every notification of ``topics`` in log order, read through the ledger's one log reader
+        (the composition root's follower: no id skipped on PostgreSQL)."""
+        for section in self._open_log(self.recorder, tuple(topics)).batches(0, batch):
             yield from section
-            start = section[-1].id + 1
 
     # ------------------------------------------------------------------ the case cache
     def forget_all(self) -> None:
