@@ -35,9 +35,8 @@ from hub.adapters.config.loading import load_catalogue
 from hub.application import CaseLedger
 from hub.application.ports import Ledger
 from hub.intake import Intake, IntakeSettings, ensure_streams
-from ops.bootstrap import build_ledger, connect_nats
+from ops.bootstrap import RemoteLedger, build_ledger, connect_nats
 from ops.natsd import EmbeddedNats, free_port
-from ops.writer import RemoteLedger
 
 CASES = 7_000
 BATCH = IntakeSettings().batch_size
