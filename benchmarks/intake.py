@@ -3,9 +3,9 @@
 - ``intake``: events already in the CITY stream → pulled, validated, decided against their cases,
   recorded (one SQLite transaction per batch) and acknowledged; events/s until the store holds all.
   As ``hub up`` runs it: the ledger in its store-writer process, which decides and maps, and the
-  writer's recorder process, which commits (ops/writer.py), with the audit-chain follower beside
-  them: every process of the pipeline runs, on the same two cores. For reference the same with
-  the ledger inside the intake process (``intake_ledger_in_process_per_s``).
+  writer's recorder process, which commits (hub/adapters/store/recorder.py), with the audit-chain
+  follower beside them: every process of the pipeline runs, on the same two cores. For reference the
+  same with the ledger inside the intake process (``intake_ledger_in_process_per_s``).
 - ``pull_ack`` baseline: the same stream drained by a bare pull-and-ack loop (no processing).
 - ``store_append`` baseline: the same events, as ready-made domain events, appended through the same
   eventsourcing event store (transcoding + SQLite insert) in the intake's own batches (500 events a
@@ -35,9 +35,8 @@ from hub.adapters.config.loading import load_catalogue
 from hub.adapters.store.ledger import SealedCaseLedger
 from hub.application.ports import Ledger
 from hub.intake import Intake, IntakeSettings, ensure_streams
-from ops.bootstrap import build_ledger, connect_nats
+from ops.bootstrap import RemoteLedger, build_ledger, connect_nats
 from ops.natsd import EmbeddedNats, free_port
-from ops.writer import RemoteLedger
 
 CASES = 7_000
 BATCH = IntakeSettings().batch_size

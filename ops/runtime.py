@@ -269,7 +269,7 @@ class HubRuntime:
 
             nats_child = Child("nats-server", nats_down, nats_restart)
             children.append(nats_child)
-        ledger: Any = intake.ledger  # ops.writer.RemoteLedger in hub up
+        ledger: Any = intake.ledger  # hub.adapters.store.remote.RemoteLedger in hub up
         if hasattr(ledger, "writer_process"):
             watch = self.writer_watch = WriterWatch(ledger)
             children.append(

@@ -165,7 +165,7 @@ def projector_child(projector: Any) -> Child:
 
 
 def chain_child(chain: Any) -> Child:
-    """The audit-chain follower process (ops/chain_follower.py); it counts its own restarts, as
+    """The audit-chain follower process (hub/adapters/store/chain_follower.py); it counts its own restarts, as
     the writer's watcher thread may restart it too."""
 
     def down() -> str | None:
@@ -198,7 +198,7 @@ def child_pids(pid: int) -> list[int]:
 
 
 class WriterWatch:
-    """Watches the store writer and its recorder (ops/writer.py ``RemoteLedger``).
+    """Watches the store writer and its recorder (hub/adapters/store/remote.py ``RemoteLedger``).
 
     A recorder that dies ends its writer today (which the intake restarts on its next batch); the
     writer's exit code tells the two apart: 0 when it followed its recorder, a signal when it was

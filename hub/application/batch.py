@@ -189,9 +189,6 @@ class BatchDecisions(CommandHandlers):
                 self._known_good = item
         return outcomes, rows
 
-    stage_isolating = decide_isolating
-    """The old name, until ``ops/writer.py`` follows the rename (issue 16): remove at the merge."""
-
     def _bisect(
         self,
         items: Sequence[m.Valid],

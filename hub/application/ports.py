@@ -29,7 +29,7 @@ from hub.domain.taxonomy import Taxonomies
 
 class Ledger(Protocol):
     """What the intake needs of the case ledger: the in-process ``CaseLedger``, or a proxy to a
-    store-writer process (``ops.writer.RemoteLedger``) so that deciding and recording run on their
+    store-writer process (``hub.adapters.store.remote.RemoteLedger``) so that deciding and recording run on their
     own core while this process talks to NATS."""
 
     def apply_batch(self, items: Sequence[m.Valid]) -> list[Outcome]: ...
@@ -40,7 +40,7 @@ class Ledger(Protocol):
 class PipelinedLedger(Ledger, Protocol):
     """A ledger the event loop can hand batches to without a thread: ``submit_batch`` sends at once
     (batches are applied in call order) and returns the future of the outcomes
-    (``ops.writer.RemoteLedger``); the intake uses it when the ledger has it."""
+    (``hub.adapters.store.remote.RemoteLedger``); the intake uses it when the ledger has it."""
 
     def submit_batch(self, items: Sequence[m.Valid]) -> asyncio.Future[list[Outcome]]: ...
 

@@ -821,7 +821,7 @@ def printable(text: str, limit: int = 2000) -> str:
 
 
 class WireEvent(Struct, array_like=True, frozen=True):
-    """A validated event as the intake hands it to the store-writer process (ops/writer.py).
+    """A validated event as the intake hands it to the store-writer process (hub/adapters/store/writer.py).
 
     Why not the raw JSON: re-decoding it in the writer (envelope patterns, timestamp parsing)
     cost ≈ 6.5 µs an event on the writer's core, the intake's bottleneck; this already-checked

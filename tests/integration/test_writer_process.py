@@ -18,9 +18,9 @@ import pytest
 from hub import messages as m
 from hub.adapters.audit.chain import AuditChain
 from hub.adapters.config.loading import load_catalogue
+from hub.adapters.store.wire import WriterError
 from hub.application import Verdict
-from ops.bootstrap import build_ledger
-from ops.writer import RemoteLedger, WriterError
+from ops.bootstrap import RemoteLedger, build_ledger
 from tests.factories import LIFECYCLE, event
 from tests.support import eventually
 

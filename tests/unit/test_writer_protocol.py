@@ -19,17 +19,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from ops.writer import (
-    ProtocolError,
-    WriterError,
-    _Applied,
-    _BreachList,
-    _Channel,
-    _Decider,
-    _Recorded,
-    _Slot,
-    _Staged,
-)
+from hub.adapters.store.channel import Channel as _Channel
+from hub.adapters.store.wire import Applied as _Applied
+from hub.adapters.store.wire import BreachList as _BreachList
+from hub.adapters.store.wire import ProtocolError, WriterError
+from hub.adapters.store.wire import Recorded as _Recorded
+from hub.adapters.store.writer import _Decider, _Slot, _Staged
 
 
 class _Transport(asyncio.Transport):
@@ -148,7 +143,7 @@ class _Ledger:
     def __init__(self) -> None:
         self.staged = 0
 
-    def stage_isolating(
+    def decide_isolating(
         self, items: Any, *, trust_cache: bool, before_isolating: Any
     ) -> tuple[list[Any], list[Any]]:
         self.staged += 1
@@ -203,7 +198,7 @@ def test_requests_waiting_for_the_pipe_keep_their_order() -> None:
     """A request queued while the pipe is being attached stays ahead of every later one, even when
     the pipe becomes usable before the queued one was written (the old counter was raised only
     once its coroutine ran, so a later batch could take the fast path first)."""
-    from ops.writer import RemoteLedger
+    from hub.adapters.store.remote import RemoteLedger
 
     async def scenario() -> None:
         ledger = RemoteLedger.__new__(RemoteLedger)

@@ -10,15 +10,17 @@ name the exact position of a change), the block's full head and the running coun
 also anchored *outside* the store (a NATS KV bucket, or printed for a notary): someone able to
 rewrite both the events and the chain table still cannot make them match an anchored head.
 
-Why a follower of the log and not a hook inside the recorder's transaction: the chain is appended
-after the batches are committed, never in the writer's turn. In a running hub a sibling process of
-the store writer, the chain follower (``ops/chain_follower.py``, started and stopped with it by
-``RemoteLedger``), calls :func:`follower`'s function every 0.2 s (bulk: one read of the new rows
-and one insert per block); ``hub audit chain`` and anyone else call :meth:`AuditChain.extend`.
-It works for every writer (intake workers, access-log writers, imports) without overriding
-library internals, and a failure to chain never fails a committed batch; the cost is a window
-between commit and chain of about one poll, closed by the next poll, by ``hub audit chain`` or at
-the next start (on stop the follower chains what is left). ADR 0005. New events
+Who chains, and when: a process of its own. In a running hub the chain follower
+(``hub.adapters.store.chain_follower``, process ``hub-audit-chain``), a sibling of the store writer
+started and stopped with it by ``RemoteLedger``, calls :func:`follower`'s function every 0.2 s:
+it reads the rows committed since the chain's head (bulk: one read of the new rows and one insert
+per block) and appends their blocks in its own transaction; the writer and its recorder do no chain
+work at all. ``hub audit chain`` and anyone else call :meth:`AuditChain.extend` the same way.
+Why a follower of the log and not a hook inside the recorder's transaction: it works for every
+writer (intake workers, access-log writers, imports) without overriding library internals, and a
+failure to chain never fails a committed batch; the cost is a window between commit and chain of
+about one poll, closed by the next poll, by ``hub audit chain`` or at the next start (on stop the
+follower chains what is left). ADR 0005. New events
 are read through the hub's one log follower (``hub.adapters.store.follower``): on PostgreSQL a lower
 id can become visible after a higher one, and chaining past it would make ``verify`` report the
 late event as "inserted" (a false tamper alarm); the follower's gap rule waits for it instead.
@@ -150,7 +152,7 @@ class AuditChain:
         self.recorder = recorder
         self.tables = StoreTables(recorder)
         self.batch_size = batch_size
-        self._tip: Head | None = None  # cached by extend(): the writer need not re-read it per batch
+        self._tip: Head | None = None  # cached by extend(): the follower need not re-read it per poll
         self._uuid_ids = getattr(self.tables.datastore, "originator_id_type", "uuid") == "uuid"
         self._new = LogFollower(recorder, select=self._section)
         """New events to chain: never past an id that may still become visible (the gap rule)."""
@@ -381,8 +383,8 @@ class AuditChain:
 
 
 def follower(recorder: Any, backlog_per_call: int = 50_000) -> Callable[[], int]:
-    """For the chain follower process (``ops/chain_follower.py``): call it every poll to chain what
-    was committed since the last call (never raises).
+    """For the chain follower process (``hub.adapters.store.chain_follower``): call it every poll to
+    chain what was committed since the last call (never raises).
 
     Each call chains at most ``backlog_per_call`` unchained events, so a store that predates the
     chain is caught up over the first polls without one call running for minutes.

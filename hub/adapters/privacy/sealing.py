@@ -590,7 +590,7 @@ class SealingEventStore(EventStore[UUID]):
 
     def to_stored(self, domain_events: Sequence[Any]) -> list[StoredEvent]:
         """What :meth:`put` would record, without recording it (the store writer hands the rows to
-        its recorder process, ops/writer.py): the batch's keys prepared, each event mapped."""
+        its recorder process, hub/adapters/store/): the batch's keys prepared, each event mapped."""
         if isinstance(self.mapper, PrivacyMapper):
             self.mapper.prepare(domain_events)
         return [self.mapper.to_stored_event(event) for event in domain_events]

@@ -10,6 +10,8 @@ It follows the notification log, so it is correct for any number of writers (a b
 follower appended first just makes this one re-read the head, see ``AuditChain.extend``). It
 polls every :data:`POLL_S` (one indexed read when nothing is new), so the chain trails the last
 commit by about that much; when its parent closes the pipe it chains what is left and exits.
+Started and stopped with the store writer by ``remote.RemoteLedger``; like the writer, it opens the
+store with the :data:`LedgerFactory` it is handed (``hub.adapters.process``), not by importing ``ops``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import multiprocessing
 import signal
 import threading
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
+
+from hub.adapters.audit.chain import follower
+from hub.adapters.logs import child_logging
+from hub.adapters.process import LedgerFactory, exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +35,13 @@ POLL_S = 0.2
 START_TIMEOUT_S = 60.0
 
 
-def _follow(conn: Connection, store_url: str, config_dir: str | None) -> None:
+def _follow(conn: Connection, open_ledger: LedgerFactory) -> None:
     """The child: chain, then wait for the next poll, until the parent goes away."""
-    from hub.adapters.audit.chain import follower
-    from ops.bootstrap import build_ledger
-    from ops.natsd import exit_with_parent
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the intake stops us by closing the pipe
     exit_with_parent()  # a SIGKILLed intake leaves no follower behind
-    from hub.adapters.logs import child_logging
-
     child_logging("chain")  # identical lines rate-limited (hub/adapters/logs.py)
     try:
-        ledger = build_ledger(store_url, config_dir=Path(config_dir) if config_dir else None)
+        ledger = open_ledger()
     except Exception as exc:
         conn.send(f"cannot open the event store: {exc}")
         return
@@ -62,9 +61,8 @@ def _follow(conn: Connection, store_url: str, config_dir: str | None) -> None:
 class ChainFollower:
     """Handle on the follower process: started with the store writer, stopped with it."""
 
-    def __init__(self, store_url: str, config_dir: Path | None = None) -> None:
-        self.store_url = store_url
-        self.config_dir = config_dir
+    def __init__(self, open_ledger: LedgerFactory) -> None:
+        self.open_ledger = open_ledger
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
@@ -78,7 +76,7 @@ class ChainFollower:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_follow,
-            args=(child, self.store_url, str(self.config_dir) if self.config_dir else None),
+            args=(child, self.open_ledger),
             name="hub-audit-chain",
             daemon=True,
         )
