@@ -29,8 +29,8 @@ from hub.domain.taxonomy import Taxonomies
 
 class Ledger(Protocol):
     """What the intake needs of the case ledger: the in-process ``CaseLedger``, or a proxy to a
-    store-writer process (``hub.adapters.store.remote.RemoteLedger``) so that deciding and recording run on their
-    own core while this process talks to NATS."""
+    store-writer process (``hub.adapters.store.remote.RemoteLedger``) so that deciding and recording run
+    on their own core while this process talks to NATS."""
 
     def apply_batch(self, items: Sequence[m.Valid]) -> list[Outcome]: ...
 

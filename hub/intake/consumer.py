@@ -45,8 +45,9 @@ log = logging.getLogger("hub.intake")  # one logger for the intake's modules, na
 
 PIPELINE = 4
 """Batches handed to the writer before the oldest is answered: its recorder commits some while the
-writer decides the next one on top of them (hub/adapters/store/writer.py ``WINDOW``), and one more waits in the
-pipe, so that neither idles while this loop acks (2 → 4 measured ≈ +15 % with the recorder)."""
+writer decides the next one on top of them (``WINDOW`` in hub/adapters/store/writer.py), and one
+more waits in the pipe, so that neither idles while this loop acks (2 → 4 measured ≈ +15 % with the
+recorder)."""
 T = TypeVar("T")
 
 
