@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from graphql import parse, validate
+
 from hub.api.gql.export import sdl
 from hub.api.gql.schema import schema
 

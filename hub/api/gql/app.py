@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -19,7 +20,6 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from graphql import GraphQLError
 from hub.api.gql.auth import AuthError
 from hub.api.gql.context import ApiContext, authenticate
 from hub.api.gql.limits import too_large

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-
 from graphql import GraphQLError
+
 from hub import messages as m
 from hub.api.gql import auth
 from hub.api.gql.auth import Principal

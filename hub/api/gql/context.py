@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from graphql import GraphQLError
+
 from hub.api.gql.auth import AuthError, Principal, TokenBook
 from hub.messages import Catalogue
 from hub.views import GridTreeView, ReadModels

@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from strawberry.extensions import SchemaExtension
-
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -29,6 +27,8 @@ from graphql import (
     VariableNode,
     parse,
 )
+from strawberry.extensions import SchemaExtension
+
 from hub.api.gql.context import Limits, caller_of
 
 AS_OF_ARGS = ("asOf", "asOfPosition")

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import Info
 
-from graphql import GraphQLError
 from hub.api.gql import auth, commands, live
 from hub.api.gql.auth import Principal
 from hub.api.gql.commands import error, forbidden, require

@@ -18,10 +18,10 @@ from itertools import count
 from typing import Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
-from graphql import GraphQLError
 from hub import vocabulary as v
 from hub.api.gql import auth
 from hub.api.gql.auth import Principal
