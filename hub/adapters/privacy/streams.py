@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,16 +64,8 @@ def needles(values: Iterable[str]) -> set[bytes]:
 def _case_of(event: Any) -> str | None:
     if not isinstance(event, Mapping):
         return None
-    caseid = event.get("caseid")
-    if caseid is not None:
-        try:
-            return str(uuid.UUID(str(caseid)))
-        except ValueError:
-            return None
-    source, caseref = event.get("source"), event.get("caseref")
-    if isinstance(source, str) and source and isinstance(caseref, str) and caseref:
-        return str(m.case_id_for(source, caseref))
-    return None
+    case_id = m.case_id_of(event)
+    return None if case_id is None else str(case_id)
 
 
 def concerns(data: bytes, headers: Mapping[str, str] | None, cases: set[str], found: set[bytes]) -> bool:
