@@ -22,12 +22,18 @@ from hub.adapters.privacy import sealing as privacy
 from hub.adapters.store.follower import LogFollower
 from hub.application.ledger import CaseLedger
 from hub.application.ports import DomainConfig, LogOpener
+from hub.vocabulary import APPLICATION_NAME
 
 
 class SealedCaseLedger(CaseLedger):
     """``CaseLedger`` whose personal fields are sealed before they are recorded (privacy sealing).
 
     ``config_dir`` (``HUB_CONFIG_DIR``, read by ops and passed in) may hold ``privacy.toml``."""
+
+    name = APPLICATION_NAME
+    """Stated again: eventsourcing names an Application subclass after its class unless the class
+    itself sets ``name``, and the name is stored data (PostgreSQL table ``cityhub_events``, the
+    projections' tracking rows, the key tables): a subclass must never change it."""
 
     def __init__(
         self,
