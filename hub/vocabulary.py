@@ -82,7 +82,7 @@ class Level(StrEnum):
     MICRO = "micro"  # 微网格
 
 
-OPEN_STAGES: Final[tuple[str, ...]] = (
+OPEN_STAGE_NAMES: Final[tuple[str, ...]] = (
     Stage.REPORTED.value,
     Stage.REGISTERED.value,
     Stage.DISPATCHED.value,

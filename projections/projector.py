@@ -5,8 +5,9 @@ of thousands becomes five Arrow columns with list comprehensions over attributes
 logic); DuckDB decodes the JSON and folds the cases with set-based SQL, in one transaction that
 also records the position. Reading the next batch overlaps with applying the current one.
 
-Why polling as well as notification: SQLite has no ``subscribe()``, so the projector polls
-``select_notifications(start=position, inclusive_of_start=False)``; a process that also runs the
+Why polling as well as notification: SQLite has no ``subscribe()``, so the projector polls the log
+through the one log follower (``hub.adapters.store.follower``, which keeps PostgreSQL's gap rule); a
+process that also runs the
 intake calls ``notify()`` after each saved batch, which wakes the projector at once. Polling is the
 safety net for writes made by other processes (other intake workers, PostgreSQL replicas).
 

@@ -47,7 +47,7 @@ from hub.views import (
     StageCount,
     Window,
 )
-from hub.vocabulary import OPEN_STAGES
+from hub.vocabulary import OPEN_STAGE_NAMES
 from projections.derive import PART_TYPES, case_rows_statement, derive_statements
 from projections.indicators import INDICATORS
 
@@ -56,7 +56,7 @@ _PART_INPUT = ", ".join(f"'{t}'" for t in (*PART_TYPES, "verified"))
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _END = datetime(9999, 12, 31, tzinfo=UTC)
-_OPEN = ", ".join(f"'{s}'" for s in OPEN_STAGES)
+_OPEN = ", ".join(f"'{s}'" for s in OPEN_STAGE_NAMES)
 
 SCOPED_CASES = f"""
 WITH c AS (

@@ -43,7 +43,7 @@ def tune_gc() -> None:
     regularly, a full one over everything the process holds (configuration, the case cache of up to
     100,000 cases, the API's and projector's state in ``hub up``). The startup heap (modules,
     configuration, the ledger as built) is frozen: never scanned again. Measured: intake-process
-    CPU ≈ 35 → 30 µs an event; the writer's apply_batch 47 → 42 µs an event, rebuilding events
+    CPU ≈ 35 → 30 µs an event; the writer's batch decisions 47 → 42 µs an event, rebuilding events
     13 → 6 µs. The hot paths create no reference cycles worth collecting often; cycles are still
     collected, in larger, rarer passes."""
     gc.collect()

@@ -21,10 +21,10 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 from hub.domain.calendar import WorkingCalendar
-from hub.vocabulary import OPEN_STAGES
+from hub.vocabulary import OPEN_STAGE_NAMES
 from hub.vocabulary import STAGE_LIMIT_NAMES as STAGE_LIMIT_NAMES
 
-CLOCKED_STAGES = OPEN_STAGES
+CLOCKED_STAGES = OPEN_STAGE_NAMES
 """Open stages that have a time limit; the limit ends when the case leaves the stage."""
 Clock = Literal["working", "calendar"]
 

@@ -9,7 +9,7 @@ members, and what a suspended (挂起) case still allows whatever its stage.
 from __future__ import annotations
 
 from hub.vocabulary import ALLOWED as ALLOWED
-from hub.vocabulary import OPEN_STAGES as OPEN_STAGE_NAMES
+from hub.vocabulary import OPEN_STAGE_NAMES
 from hub.vocabulary import STAGE_LABELS as STAGE_LABELS
 from hub.vocabulary import Stage as Stage
 

@@ -25,7 +25,6 @@ replaying ``CITY_DLQ``); the nats-py internals its hot path relies on are an ada
 keeps working wherever it is written.
 """
 
-from hub.adapters.nats import ack_all as ack_all
 from hub.intake.consumer import PIPELINE as PIPELINE
 from hub.intake.consumer import Intake as Intake
 from hub.intake.consumer import IntakeStats as IntakeStats

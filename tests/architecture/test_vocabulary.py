@@ -56,7 +56,7 @@ def test_stage_priority_and_relation_lists_are_written_once() -> None:
     the levels a spreadsheet can report, is a different concept and allowed)."""
     named = {
         "all stages": {s.value for s in v.Stage},
-        "open stages": set(v.OPEN_STAGES),
+        "open stages": set(v.OPEN_STAGE_NAMES),
         "concluded stages": set(v.CONCLUDED_STAGES),
         "evaluable stages": set(v.EVALUABLE_STAGES),
         "priorities": set(v.PRIORITIES),
@@ -92,12 +92,12 @@ def test_the_domain_and_the_message_contract_use_the_vocabulary() -> None:
     from hub.domain.sla import CLOCKED_STAGES, STAGE_LIMIT_NAMES
 
     assert Stage is v.Stage
-    assert set(v.OPEN_STAGES) == OPEN_STAGES
-    assert CLOCKED_STAGES is v.OPEN_STAGES
+    assert set(v.OPEN_STAGE_NAMES) == OPEN_STAGES
+    assert CLOCKED_STAGES is v.OPEN_STAGE_NAMES
     assert CONCLUDED_STAGES is v.CONCLUDED_STAGES and INVERSE is v.INVERSE
     assert WAITING_RELATIONS is v.WAITING_RELATIONS and STAGE_LIMIT_NAMES is v.STAGE_LIMIT_NAMES
     assert PRIORITIES is v.PRIORITIES and RELATIONS is v.RELATIONS
-    assert set(v.OPEN_STAGES) | v.CONCLUDED_STAGES == {s.value for s in v.Stage}
+    assert set(v.OPEN_STAGE_NAMES) | v.CONCLUDED_STAGES == {s.value for s in v.Stage}
     assert messages.Reported.__annotations__["priority"] == "Priority"
 
 

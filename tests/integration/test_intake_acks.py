@@ -11,7 +11,8 @@ from nats.errors import ConnectionClosedError, MsgAlreadyAckdError, NotJSMessage
 
 from connectors.publisher import publish_events
 from hub import messages as m
-from hub.intake import IntakeSettings, ack_all
+from hub.adapters.nats import ack_all
+from hub.intake import IntakeSettings
 from ops.bootstrap import connect_nats, start_intake
 from ops.natsd import EmbeddedNats
 from tests.factories import case_history

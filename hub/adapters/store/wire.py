@@ -28,7 +28,7 @@ from hub import messages as m
 # --------------------------------------------------------------------------- intake ↔ writer
 class Apply(msgspec.Struct, tag="apply"):
     id: int
-    """The request's number: its reply carries it back (see ``remote._Channel``)."""
+    """The request's number: its reply carries it back (see ``channel.Channel``)."""
     events: list[m.WireEvent]
 
 
