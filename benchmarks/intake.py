@@ -32,10 +32,9 @@ from nats.aio.msg import Msg
 from connectors.publisher import publish_events
 from hub import messages as m
 from hub.adapters.config.loading import load_catalogue
-from hub.adapters.store.ledger import SealedCaseLedger
 from hub.application.ports import Ledger
 from hub.intake import Intake, IntakeSettings, ensure_streams
-from ops.bootstrap import RemoteLedger, build_ledger, connect_nats
+from ops.bootstrap import build_ledger, connect_nats, writer_process_ledger
 from ops.natsd import EmbeddedNats, free_port
 
 CASES = 7_000
@@ -115,7 +114,7 @@ def _store_append_baseline(events: list[dict[str, Any]], store_url: str) -> tupl
     valids = [v for v in (m.validate(orjson.dumps(e), catalogue) for e in events) if isinstance(v, m.Valid)]
     ledger = build_ledger(store_url)
     # The domain events to append are made outside the timed region, by the same ledger in memory.
-    scratch = SealedCaseLedger.configured({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    scratch = build_ledger(store_url, {"PERSISTENCE_MODULE": "eventsourcing.popo"})
     for i in range(0, len(valids), BATCH):
         scratch.apply_batch(valids[i : i + BATCH])
     by_case: dict[Any, list[Any]] = {}
@@ -222,7 +221,7 @@ async def _run(tmp: Path, rounds: int = ROUNDS) -> dict[str, Any]:
             rates["store"].append(same_rate)
             rates["cases"].append(put_rate)
             rates["insert"].append(insert_rate)
-            writer = await asyncio.to_thread(RemoteLedger, f"sqlite:///{tmp / f'writer-{r}.sqlite'}")
+            writer = await asyncio.to_thread(writer_process_ledger, f"sqlite:///{tmp / f'writer-{r}.sqlite'}")
             try:
                 rates["writer"].append(await _intake(nc, writer, n, durable=f"writer-{r}"))
             finally:

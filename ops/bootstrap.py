@@ -24,7 +24,6 @@ from eventsourcing.persistence import PersistenceError
 from nats.aio.client import Client as NATS
 
 from hub.adapters.config.loading import load_catalogue, load_domain
-from hub.adapters.store import remote
 from hub.adapters.store.follower import LogFollower
 from hub.adapters.store.ledger import SealedCaseLedger
 from hub.application import CaseLedger
@@ -43,9 +42,11 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.routing import BaseRoute
 
-    from hub.adapters.audit import AccessLog, AccessStore
+    from hub.adapters.audit import AccessLog, AccessStore, AuditChain
+    from hub.adapters.store.remote import RemoteLedger
     from hub.api.ingest import IngestConfig, SubmitFn
     from hub.api.open311 import ApiKey, Open311Config, RequestReads
+    from ops.natsd import EmbeddedNats
     from projections import ProjectionService
 
 log = logging.getLogger("hub")
@@ -151,15 +152,20 @@ def build_ledger(
     raise AssertionError("unreachable")
 
 
-class RemoteLedger(remote.RemoteLedger):
-    """The case ledger in a store-writer process on ``store_url`` (``hub up``'s default).
+def writer_process_ledger(
+    store_url: str, config_dir: Path | None = None, start_timeout: float = 60.0
+) -> RemoteLedger:
+    """The case ledger in a store-writer process on ``store_url`` (``hub up``'s default), started.
 
-    The hub's ``RemoteLedger`` does not know how to open a store; its children (the writer, its
-    recorder, the chain follower) are handed :func:`build_ledger` with these arguments, pickled as
-    a reference and called there, so that they never import ``ops`` (no import cycle)."""
+    ``hub.adapters.store.remote.RemoteLedger`` does not know how to open a store: it is handed
+    :func:`build_ledger` with these arguments as a ``functools.partial``, which it passes to its
+    children (the writer, its recorder, the chain follower). Pickled, that is a reference by name
+    to ``ops.bootstrap.build_ledger``: unpickling it imports ``ops.bootstrap`` in the child, which
+    calls it there to open the ledger. ``remote`` is imported here, not at module level, so that the
+    commands that import this module do not load the writer family."""
+    from hub.adapters.store.remote import RemoteLedger
 
-    def __init__(self, store_url: str, config_dir: Path | None = None, start_timeout: float = 60.0) -> None:
-        super().__init__(functools.partial(build_ledger, store_url, config_dir=config_dir), start_timeout)
+    return RemoteLedger(functools.partial(build_ledger, store_url, config_dir=config_dir), start_timeout)
 
 
 async def start_intake(
@@ -179,7 +185,7 @@ async def start_intake(
     await ensure_streams(nc.jetstream(), streams or stream_settings_for(nc))
     ledger: Ledger
     if writer_process:
-        ledger = await asyncio.to_thread(RemoteLedger, store_url, config_dir)
+        ledger = await asyncio.to_thread(writer_process_ledger, store_url, config_dir)
     else:
         ledger = await asyncio.to_thread(build_ledger, store_url, config_dir=config_dir)
     catalogue = replace(load_catalogue(config_dir), window=time_window())  # HUB_TIME_WINDOW
@@ -211,7 +217,7 @@ def views_path(settings: Settings) -> Path:
     return settings.data_dir / "views.duckdb"
 
 
-def state_decoder(ledger: CaseLedger) -> Callable[[bytes], bytes] | None:
+def projector_decoder(ledger: CaseLedger) -> Callable[[bytes], bytes] | None:
     """The projector's decoder of ``ledger``'s stored states (``None``: plain JSON), from the one
     stored-state reader (hub.adapters.store.state): decrypted, decompressed, personal fields opened."""
     from hub.adapters.store.state import state_decoder as decoder_for
@@ -226,7 +232,7 @@ def projection_service(ledger: CaseLedger, path: Path) -> ProjectionService:
     from projections import ProjectionService
 
     return ProjectionService(
-        path, ledger.recorder, application_name=ledger.name, state_decoder=state_decoder(ledger)
+        path, ledger.recorder, application_name=ledger.name, state_decoder=projector_decoder(ledger)
     )
 
 
@@ -264,7 +270,7 @@ def rebuild_views(
     sections = {} if batch_size is None else {"batch_size": batch_size}
     applied: int = rebuild(
         target, ledger.recorder, application_name=ledger.name, until=until, **sections,
-        progress=progress, state_decoder=state_decoder(ledger), swap=swap,
+        progress=progress, state_decoder=projector_decoder(ledger), swap=swap,
     )  # fmt: skip
     return applied
 
@@ -291,6 +297,27 @@ def export_access_log(store_url: str) -> AccessLog:
     from hub.adapters.audit import AccessLog, open_access_store
 
     return AccessLog(open_access_store(store_env(store_url)))
+
+
+def audit_chain(ledger: CaseLedger) -> AuditChain:
+    """The audit chain (审计链) over ``ledger``'s store, for the commands that verify, extend or
+    print it (``hub audit verify|chain|head``); a running hub's chain follower keeps it itself."""
+    from hub.adapters.audit import AuditChain
+
+    return AuditChain(ledger.recorder)
+
+
+def stopped_hub_nats(settings: Settings) -> EmbeddedNats:
+    """A stopped hub's embedded NATS server, started on its stream store (``DATA_DIR/nats``) with
+    the hub's own users (its generated password, the deployment's departments), so that the
+    configuration written beside the stream store stays the hub's: ``stop()`` it when done."""
+    from ops.nats_auth import NatsAuth
+    from ops.natsd import EmbeddedNats, free_port
+
+    auth = NatsAuth.load(settings.data_dir, settings.config_dir)
+    embedded = EmbeddedNats(store_dir=settings.data_dir / "nats", port=free_port(), auth=auth)
+    embedded.start()
+    return embedded
 
 
 def start_anchoring(nc: NATS, ledger: CaseLedger) -> asyncio.Task[None]:

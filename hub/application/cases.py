@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import EventStore, StoredEvent, Transcoding
 
 from hub import messages as m
-from hub.application.ports import DomainConfig, LogOpener, StagingEventStore
+from hub.application.ports import DomainConfig, LogOpener, RowMappingEventStore
 from hub.domain import Authority, Case, DepartmentProgress, Stage
 
 
@@ -57,13 +57,14 @@ class CaseStore(Application[UUID]):
     """Who may act on which case (hub.domain.authority): refusals become ``not_permitted``."""
     _cache: OrderedDict[UUID, Case]
     _cache_size: int
-    _staging: StagingEventStore
-    _open_log: LogOpener
+    _row_mapper: RowMappingEventStore
     """``self.events``, as the port that maps a batch to rows without recording it."""
+    _open_log: LogOpener
+    """Opens a reader of the notification log (the composition root's ``LogFollower``)."""
 
     def construct_event_store(self) -> EventStore[UUID]:
         """Adapters may record otherwise (privacy sealing: ``hub.adapters.store.ledger``), as long as
-        their store is a :class:`~hub.application.ports.StagingEventStore`."""
+        their store is a :class:`~hub.application.ports.RowMappingEventStore`."""
         return MappingEventStore(self.mapper, self.recorder)
 
     def register_transcodings(self, transcoder: Any) -> None:
@@ -130,4 +131,4 @@ class CaseStore(Application[UUID]):
     def _to_stored(self, touched: dict[UUID, Case]) -> list[StoredEvent]:
         """The rows the new events of ``touched`` would be recorded as (their keys prepared)."""
         events = [event for case in touched.values() for event in case.collect_events()]
-        return self._staging.to_stored(events)
+        return self._row_mapper.to_stored(events)

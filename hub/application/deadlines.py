@@ -11,19 +11,17 @@ stepping past it would miss that case's escalation). Breach events carry determi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import Notification
 
 from hub import messages as m
 from hub.application.batch import BatchDecisions
 from hub.application.outcome import Outcome
-from hub.application.ports import LogOpener, NotificationLog
+from hub.application.ports import NotificationLog
 from hub.domain import Case
 from hub.domain.sla import breach_event_id
 from hub.vocabulary import STAGE_LIMIT_NAMES
@@ -53,29 +51,9 @@ DEADLINE_TOPICS = tuple(
 """The events that set, move or clear a case's due time, or pause its clock."""
 
 
-class SerialLog:
-    """The notification log read as it is: enough where writers commit in id order (one process
-    in memory, SQLite), the default when no :data:`~hub.application.ports.LogOpener` is given."""
-
-    def __init__(self, recorder: Any, topics: Sequence[str]) -> None:
-        self.recorder = recorder
-        self.topics = list(topics)
-
-    def batches(self, after: int, limit: int) -> Iterator[Sequence[Notification]]:
-        while True:
-            section: Sequence[Notification] = self.recorder.select_notifications(
-                start=after, limit=limit, topics=self.topics, inclusive_of_start=False
-            )
-            if not section:
-                return
-            yield section
-            after = section[-1].id
-
-
 class DeadlineWatch(BatchDecisions):
     """督办: the due-time index, the breach events it finds, and escalating them."""
 
-    _open_log: LogOpener
     _watch_log: NotificationLog | None
     _watch_position: int
     _watch_due: dict[UUID, datetime]

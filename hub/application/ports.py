@@ -96,7 +96,7 @@ still become visible on PostgreSQL (a missed escalation otherwise)."""
 
 
 @runtime_checkable
-class StagingEventStore(Protocol):
+class RowMappingEventStore(Protocol):
     """An event store that can also map a batch to the rows it would record, without recording
     them: the store writer commits the rows in its recorder process (``decide_batch``)."""
 

@@ -22,9 +22,17 @@ import orjson
 import typer
 from rich.table import Table
 
-from hub.adapters.audit import AuditChain, Head, case_history, read_access
+from hub.adapters.audit import Head, case_history, read_access
 from hub.adapters.audit.anchor import ANCHOR_BUCKET, anchor_head, anchor_key, anchored_head
-from ops.bootstrap import access_store, build_ledger, connect_nats, projection_service, views_path
+from ops.bootstrap import (
+    access_store,
+    audit_chain,
+    build_ledger,
+    connect_nats,
+    projection_service,
+    stopped_hub_nats,
+    views_path,
+)
 from ops.console import console, err
 from ops.settings import Settings
 
@@ -140,19 +148,13 @@ def _erase_in_streams(
     settings: Settings, nats_url: str | None, cases: set[str], values: set[str], running: bool
 ) -> list[Any]:
     from hub.adapters.privacy import erase_from_streams
-    from ops.nats_auth import NatsAuth
-    from ops.natsd import EmbeddedNats, free_port
 
     url = settings.resolve_nats_url(nats_url)
-    embedded: EmbeddedNats | None = None
+    embedded = None
     store = settings.data_dir / "nats"
     if not running and not nats_url and not settings.nats_url and store.exists():
         # the hub is stopped: its embedded server's stream store is ours to open
-        # with the hub's own users (its generated password, the deployment's departments): the
-        # configuration written beside the stream store stays the hub's
-        auth = NatsAuth.load(settings.data_dir, settings.config_dir)
-        embedded = EmbeddedNats(store_dir=store, port=free_port(), auth=auth)
-        embedded.start()
+        embedded = stopped_hub_nats(settings)
         url = embedded.url
 
     async def run() -> list[Any]:
@@ -247,7 +249,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recompute the audit chain from the store; name the first changed row (any kind)."""
         ledger = _ledger(data_dir, store_url)
-        chain = AuditChain(ledger.recorder)
+        chain = audit_chain(ledger)
         head: Head | None = _anchor_from(anchor) if anchor else None
         source = "--anchor" if anchor else ""
         if head is None and not no_nats:
@@ -286,7 +288,7 @@ def register(app: typer.Typer) -> None:
         """Chain every event recorded since the last block (a running hub's chain follower does this
         every 0.2 s)."""
         ledger = _ledger(data_dir, store_url)
-        added = AuditChain(ledger.recorder).extend()
+        added = audit_chain(ledger).extend()
         console.print(f"chained {added} events")
 
     @audit_app.command("head")
@@ -301,7 +303,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the chain head (position, count, sha256) for a notary; --anchor puts it in NATS KV."""
         ledger = _ledger(data_dir, store_url)
-        head = AuditChain(ledger.recorder).head()
+        head = audit_chain(ledger).head()
         revision = None
         if anchor:
             revision = _with_nats(data_dir, nats_url, lambda js: anchor_head(js, head, ledger.name))

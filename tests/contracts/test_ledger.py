@@ -30,11 +30,11 @@ from hub import messages as m
 from hub.adapters.config.loading import load_catalogue
 from hub.application.outcome import Outcome, Verdict
 from hub.application.ports import Ledger, PipelinedLedger
-from ops.bootstrap import RemoteLedger as writer_process_ledger
 
 # The one place naming the ledgers' constructors (the fixtures use these names only): when the
 # store writer moves to hub/adapters/store/, these two imports change and nothing else.
 from ops.bootstrap import build_ledger as in_process_ledger
+from ops.bootstrap import writer_process_ledger
 from tests.factories import LIFECYCLE, T0, case_history, event
 
 CALL_TIMEOUT_S = 120.0

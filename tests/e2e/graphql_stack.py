@@ -27,8 +27,8 @@ from ops.bootstrap import (
     build_ledger,
     connect_nats,
     graphql_app_routes,
+    projector_decoder,
     start_intake,
-    state_decoder,
 )
 from ops.natsd import free_port
 from projections import ProjectionService
@@ -116,7 +116,7 @@ async def graphql_replica(nc: Any, store_url: str, views_path: Path) -> AsyncIte
         reader.recorder,
         application_name=reader.name,
         poll_interval=0.05,
-        state_decoder=state_decoder(reader),  # the hub's own decoder (opens sealed personal fields)
+        state_decoder=projector_decoder(reader),  # the hub's own decoder (opens sealed personal fields)
     )
     service.projector.on_commit = commit_publisher(nc, asyncio.get_running_loop())
     service.start()

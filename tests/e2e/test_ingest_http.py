@@ -21,7 +21,7 @@ import uvicorn
 
 from hub import messages as m
 from hub.intake import IntakeSettings
-from ops.bootstrap import build_ledger, connect_nats, connector_app, start_intake, state_decoder
+from ops.bootstrap import build_ledger, connect_nats, connector_app, projector_decoder, start_intake
 from ops.natsd import EmbeddedNats, free_port
 from projections import ProjectionService
 from tests.support import eventually
@@ -48,7 +48,7 @@ async def hub(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Hub]:
     # Open311 reads come from the read models, as in `hub up`
     views = ProjectionService(
         tmp_path / "views.duckdb", ledger.recorder, application_name=ledger.name,
-        poll_interval=0.05, state_decoder=state_decoder(ledger),
+        poll_interval=0.05, state_decoder=projector_decoder(ledger),
     )  # fmt: skip
     intake.on_committed = views.notify
     views.start()

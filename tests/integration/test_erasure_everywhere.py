@@ -32,7 +32,7 @@ from nats.js.api import DeliverPolicy
 from hub import messages as m
 from hub.adapters.audit import AuditChain
 from hub.adapters.privacy.sealing import ERASED
-from ops.bootstrap import build_ledger, connect_nats, start_intake, state_decoder
+from ops.bootstrap import build_ledger, connect_nats, projector_decoder, start_intake
 from ops.natsd import EmbeddedNats
 from projections import ProjectionService, export_parquet, rebuild
 from tests.factories import case_history, event
@@ -179,7 +179,7 @@ async def test_erasure_leaves_no_byte_naming_the_person(
         data / "views.duckdb",
         reader.recorder,
         application_name=reader.name,
-        state_decoder=state_decoder(reader),
+        state_decoder=projector_decoder(reader),
     )
     own = m.case_id_for("citymgmt-dcm", "E1")
     crisis = m.case_id_for("health-his", "H-9")
@@ -267,7 +267,7 @@ async def test_erasure_leaves_no_byte_naming_the_person(
         data / "views.duckdb",
         reader.recorder,
         application_name=reader.name,
-        state_decoder=state_decoder(reader),
+        state_decoder=projector_decoder(reader),
     )
     try:
         after.catch_up()
@@ -294,7 +294,7 @@ async def test_erasure_leaves_no_byte_naming_the_person(
     # replay and exports made afterwards
     fresh = build_ledger(store_url)
     replayed = tmp_path / "replay" / "replayed.duckdb"
-    rebuild(replayed, fresh.recorder, application_name=fresh.name, state_decoder=state_decoder(fresh))
+    rebuild(replayed, fresh.recorder, application_name=fresh.name, state_decoder=projector_decoder(fresh))
     export_parquet(data / "views.duckdb", data / "parquet")
     parquet_values = b"\n".join(
         orjson.dumps(pq.read_table(p).to_pylist(), default=str) for p in (data / "parquet").rglob("*.parquet")

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from hub import messages as m
 from hub.application import CaseLedger, Verdict
-from ops.bootstrap import build_ledger, state_decoder
+from ops.bootstrap import build_ledger, projector_decoder
 from projections import ProjectionService
 from projections.schema import TOPICS
 from tests.factories import LIFECYCLE, case_history
@@ -147,7 +147,7 @@ def test_concurrent_writers_projector_counts_equal_store(pg_database: str, tmp_p
         reader.recorder,
         application_name=reader.name,
         poll_interval=0.01,
-        state_decoder=state_decoder(reader),
+        state_decoder=projector_decoder(reader),
     )
     service.start()
     errors: list[BaseException] = []

@@ -14,7 +14,7 @@ import pytest
 from hub import messages as m
 from hub.adapters.audit import AuditChain
 from hub.adapters.privacy.sealing import ERASED, find_person
-from ops.bootstrap import build_ledger, state_decoder
+from ops.bootstrap import build_ledger, projector_decoder
 from projections import export_parquet, rebuild
 from tests.factories import case_history
 
@@ -39,7 +39,7 @@ def _fill(url: str, extra_env: dict[str, str] | None = None) -> Any:
 
 
 def _views(ledger: Any, path: Path, until: int | None = None) -> dict[str, list[tuple[Any, ...]]]:
-    rebuild(path, ledger.recorder, state_decoder=state_decoder(ledger), until=until, swap=until is None)
+    rebuild(path, ledger.recorder, state_decoder=projector_decoder(ledger), until=until, swap=until is None)
     con = duckdb.connect(str(path), read_only=True)
 
     def rows(sql: str) -> list[tuple[Any, ...]]:

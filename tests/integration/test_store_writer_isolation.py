@@ -18,7 +18,8 @@ from hub import messages as m
 from hub.adapters.config.loading import load_catalogue
 from hub.application import CaseLedger, Verdict, is_infrastructure
 from hub.intake import IntakeSettings, read_dead_letters
-from ops.bootstrap import RemoteLedger, build_ledger, connect_nats, start_intake
+from ops.bootstrap import build_ledger, connect_nats, start_intake
+from ops.bootstrap import writer_process_ledger as RemoteLedger
 from ops.natsd import EmbeddedNats
 from tests.factories import event
 from tests.support import eventually

@@ -17,7 +17,7 @@ import pytest
 from hub import messages as m
 from hub.adapters.config.loading import load_catalogue
 from hub.application import Verdict
-from ops.bootstrap import RemoteLedger
+from ops.bootstrap import writer_process_ledger as RemoteLedger
 from tests.factories import LIFECYCLE, event
 
 

@@ -18,9 +18,10 @@ import pytest
 from hub import messages as m
 from hub.adapters.audit.chain import AuditChain
 from hub.adapters.config.loading import load_catalogue
+from hub.adapters.store.remote import RemoteLedger
 from hub.adapters.store.wire import WriterError
 from hub.application import Verdict
-from ops.bootstrap import RemoteLedger, build_ledger
+from ops.bootstrap import build_ledger, writer_process_ledger
 from tests.factories import LIFECYCLE, event
 from tests.support import eventually
 
@@ -43,7 +44,7 @@ def test_pipelined_batches_blocking_calls_and_a_killed_writer(tmp_path: Path) ->
     batches = [valids[i : i + 100] for i in range(0, len(valids), 100)]
 
     async def scenario() -> None:
-        ledger = RemoteLedger(url)
+        ledger = writer_process_ledger(url)
         try:
             # Every batch submitted at once: the writer applies them in submission order.
             results = await asyncio.gather(*(ledger.submit_batch(b) for b in batches))
@@ -80,7 +81,7 @@ def test_the_chain_follows_while_the_writer_records(tmp_path: Path) -> None:
     valids = _valids("F", 100)
 
     async def scenario() -> None:
-        ledger = RemoteLedger(url)
+        ledger = writer_process_ledger(url)
         try:
             await ledger.submit_batch(valids)
             reader = build_ledger(url)
@@ -101,7 +102,7 @@ def test_a_dead_chain_follower_is_restarted_and_catches_up(tmp_path: Path) -> No
     valids = _valids("C", 100)
 
     async def scenario() -> None:
-        ledger = RemoteLedger(url)
+        ledger = writer_process_ledger(url)
         try:
             await ledger.submit_batch(valids[:50])
             follower = ledger._chain._process
@@ -126,7 +127,7 @@ def _with_writer(url: str, body: Callable[[RemoteLedger], Awaitable[None]]) -> N
     """Run ``body`` against a fresh store writer on ``url``, closing it however ``body`` ends."""
 
     async def scenario() -> None:
-        ledger = RemoteLedger(url)
+        ledger = writer_process_ledger(url)
         try:
             await body(ledger)
         finally:

@@ -18,6 +18,7 @@ import pytest
 
 from hub import messages as m
 from hub.adapters.config.loading import ConfigError, load_departments, load_domain
+from hub.adapters.store.follower import LogFollower
 from hub.application import CaseLedger, Verdict
 from hub.domain import Authority, Case, NotPermitted, Stage
 
@@ -167,7 +168,7 @@ def opened(caseref: str) -> list[m.Valid]:
 
 
 def ledger() -> CaseLedger:
-    return CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN)
+    return CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN, follow_log=LogFollower)
 
 
 def test_police_rejecting_a_citymgmt_case_by_its_id_is_not_permitted() -> None:
@@ -318,7 +319,9 @@ def sourced_ledger() -> CaseLedger:
         for code, d in DOMAIN.departments.items()
     }
     return CaseLedger(
-        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=replace(DOMAIN, departments=departments)
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"},
+        domain=replace(DOMAIN, departments=departments),
+        follow_log=LogFollower,
     )
 
 

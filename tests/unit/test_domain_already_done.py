@@ -17,6 +17,7 @@ import pytest
 
 from hub import messages as m
 from hub.adapters.config.loading import load_domain, load_sla
+from hub.adapters.store.follower import LogFollower
 from hub.application import CaseLedger, Verdict
 from hub.domain import AlreadyDone, Case, CaseRefused, Stage
 
@@ -154,7 +155,7 @@ def report(caseref: str) -> m.Valid:
 
 def test_the_watcher_catching_up_never_produces_a_refusal() -> None:
     """The watcher looked while the case's register was still in the backlog (a catch-up)."""
-    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN)
+    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN, follow_log=LogFollower)
     assert [o.verdict for o in ledger.apply_batch([report("W")])] == [Verdict.APPLIED]
     (breach,) = ledger.breach_events(T0 + timedelta(days=1))
     late = event("W", 300, "registered", {})  # on its way when the watcher looked
@@ -170,7 +171,7 @@ def test_the_watcher_catching_up_never_produces_a_refusal() -> None:
 
 
 def test_operator_dispatch_then_department_dispatch_is_a_duplicate() -> None:
-    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN)
+    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN, follow_log=LogFollower)
     operator = {"source": "citymgmt-dcm", "department": m.COMMAND_DEPARTMENT, "actor": "operator:1",
                 "id": "op-dispatch", "caseid": m.case_id_for("citymgmt-dcm", "D")}  # fmt: skip
     items = [

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hub import messages as m
 from hub.adapters.config.loading import load_domain, load_sla
+from hub.adapters.store.follower import LogFollower
 from hub.application import CaseLedger, Verdict
 from hub.domain import OPEN_STAGES, Case, CaseRefused, Stage
 from hub.domain.case import CONCLUDED_STAGES
@@ -168,7 +169,7 @@ def report(caseref: str) -> m.Valid:
 def test_reapplying_applied_event_ids_changes_nothing(
     steps: list[tuple[str, int]], batch: int, data: st.DataObject
 ) -> None:
-    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN)
+    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN, follow_log=LogFollower)
     items = [report("A"), report("B")] + [
         canonical(ref, n, *ACTIONS[i]) for n, (ref, i) in enumerate(steps, start=1)
     ]

@@ -11,6 +11,7 @@ import pytest
 
 from hub import messages as m
 from hub.adapters.config.loading import ConfigError, load_domain, load_routing, load_sla, load_taxonomies
+from hub.adapters.store.follower import LogFollower
 from hub.application import CaseLedger, Verdict
 from hub.domain import Basis, Category, ResponsibilityList, Rule, Stage, Unroutable
 
@@ -105,7 +106,9 @@ def auto_ledger(tmp_path: Path) -> CaseLedger:
     text = (Path(__file__).resolve().parents[2] / "hub/defaults/routing.toml").read_text(encoding="utf-8")
     text = text.replace("auto_dispatch = []", 'auto_dispatch = ["citymgmt"]')
     (tmp_path / "routing.toml").write_text(text, encoding="utf-8")
-    return CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=load_domain(tmp_path))
+    return CaseLedger(
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=load_domain(tmp_path), follow_log=LogFollower
+    )
 
 
 def test_location_resolves_to_grid_and_registration_routes(auto_ledger: CaseLedger) -> None:
@@ -128,7 +131,9 @@ def test_location_resolves_to_grid_and_registration_routes(auto_ledger: CaseLedg
 
 
 def test_dispatch_auto_and_unknown_category(auto_ledger: CaseLedger) -> None:
-    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN)  # auto_dispatch off
+    ledger = CaseLedger(
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=DOMAIN, follow_log=LogFollower
+    )  # auto_dispatch off
     out = ledger.apply_batch(
         [
             reported("X", "04001", lon=118.775, lat=32.05),
@@ -146,14 +151,18 @@ def test_dispatch_auto_and_unknown_category(auto_ledger: CaseLedger) -> None:
 
 def test_unroutable_waits_for_manual_dispatch_or_refuses(tmp_path: Path) -> None:
     (tmp_path / "routing.toml").write_text('on_unroutable = "error"\nauto_dispatch = ["citymgmt"]\n')
-    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=load_domain(tmp_path))
+    ledger = CaseLedger(
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=load_domain(tmp_path), follow_log=LogFollower
+    )
     out = ledger.apply_batch([reported("Z", "06001"), valid("Z", 1, "registered", {})])
     assert (
         out[1].verdict is Verdict.REFUSED
         and "no responsible department for category '06001'" in out[1].detail
     )
     (tmp_path / "routing.toml").write_text('on_unroutable = "manual"\nauto_dispatch = ["citymgmt"]\n')
-    ledger = CaseLedger({"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=load_domain(tmp_path))
+    ledger = CaseLedger(
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, domain=load_domain(tmp_path), follow_log=LogFollower
+    )
     out = ledger.apply_batch([reported("Z", "06001"), valid("Z", 1, "registered", {})])
     assert [o.verdict for o in out] == [Verdict.APPLIED] * 2
     assert ledger.get_case(m.case_id_for("citymgmt-dcm", "Z")).stage is Stage.REGISTERED  # waits for 人工派遣

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.adapters.store.ledger import SealedCaseLedger
+from hub.adapters.config.loading import DEFAULTS_DIR
 from ops.bootstrap import build_ledger
 from ops.settings import (
     SettingsError,
@@ -95,9 +95,10 @@ def test_the_ledger_takes_its_config_dir_from_ops_not_the_environment(
     (deployment / "departments.toml").write_text(shipped + extra, encoding="utf-8")
     monkeypatch.setenv("HUB_CONFIG_DIR", str(deployment))
     assert config_dir() == deployment.resolve()
-    core = SealedCaseLedger.configured({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    in_memory = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    core = build_ledger(f"sqlite:///{tmp_path / 'core.sqlite'}", in_memory, config_dir=DEFAULTS_DIR)
     assert "water" not in core.domain.departments  # the shipped defaults
     wired = build_ledger(f"sqlite:///{tmp_path / 'events.sqlite'}")
     assert "water" in wired.domain.departments
-    given = SealedCaseLedger.configured({"PERSISTENCE_MODULE": "eventsourcing.popo"}, config_dir=deployment)
+    given = build_ledger(f"sqlite:///{tmp_path / 'given.sqlite'}", in_memory, config_dir=deployment)
     assert "water" in given.domain.departments

@@ -24,7 +24,7 @@ from hub.adapters.store.wire import Applied as _Applied
 from hub.adapters.store.wire import BreachList as _BreachList
 from hub.adapters.store.wire import ProtocolError, WriterError
 from hub.adapters.store.wire import Recorded as _Recorded
-from hub.adapters.store.writer import _Decider, _Slot, _Staged
+from hub.adapters.store.writer import _Decider, _InFlight, _Slot
 
 
 class _Transport(asyncio.Transport):
@@ -166,10 +166,10 @@ def test_an_answer_for_a_batch_the_writer_no_longer_waits_for_restages_nothing()
     for request_id in (1, 2, 3):
         slot = _Slot(request_id)
         decider.replies.append(slot)
-        decider._stage(_Staged(slot, []), trust_cache=True)
-    assert [b.seq for b in decider.staged] == [1, 2, 3]
+        decider._decide_and_send(_InFlight(slot, []), trust_cache=True)
+    assert [b.seq for b in decider.in_flight] == [1, 2, 3]
     decider._recorded(_Recorded(1, error="refused", conflict=False))  # batch 1 failed: 2, 3 again
-    assert [b.seq for b in decider.staged] == [4, 5]
+    assert [b.seq for b in decider.in_flight] == [4, 5]
     staged_before, sent_before = ledger.staged, len(recorder.sent)
     for stale in (
         _Recorded(2, skipped=True),
@@ -178,10 +178,10 @@ def test_an_answer_for_a_batch_the_writer_no_longer_waits_for_restages_nothing()
     ):
         decider._recorded(stale)
     assert (ledger.staged, len(recorder.sent)) == (staged_before, sent_before)
-    assert [b.seq for b in decider.staged] == [4, 5]
+    assert [b.seq for b in decider.in_flight] == [4, 5]
     decider._recorded(_Recorded(4))
     decider._recorded(_Recorded(5))
-    assert not decider.staged
+    assert not decider.in_flight
     assert [s.reply is not None for s in decider.replies] == [True, True, True]
 
 
@@ -189,7 +189,7 @@ def test_an_answer_ahead_of_the_waiting_batch_ends_the_writer() -> None:
     decider, _, _ = _decider()
     slot = _Slot(1)
     decider.replies.append(slot)
-    decider._stage(_Staged(slot, []), trust_cache=True)
+    decider._decide_and_send(_InFlight(slot, []), trust_cache=True)
     with pytest.raises(ProtocolError):
         decider._recorded(_Recorded(2))
 

@@ -1,12 +1,11 @@
-"""The case ledger as the hub records it (落库): privacy sealing and the gap-safe log follower.
+"""The case ledger as the hub records it (落库): privacy sealing.
 
 Why an adapter subclass: ``hub.application`` decides cases and names what it needs as ports, but
 imports no adapter. Recording personal fields sealed with per-person keys (``hub.adapters.privacy``,
 which needs cryptography and the store's key table) is a choice of how to store, made here: the
 eventsourcing idiom of overriding ``construct_mapper`` / ``construct_event_store``. The composition
-root (``ops.bootstrap.build_ledger``) builds this class, with the domain configuration it loaded and
-``LogFollower`` for the deadline watch; :meth:`SealedCaseLedger.configured` does the same for a
-tool or test that wants the ledger as deployed from a configuration directory.
+root (``ops.bootstrap.build_ledger``) builds this class, and only it: with the domain configuration
+it loaded and ``LogFollower`` as the ledger's one reader of the notification log.
 """
 
 from __future__ import annotations
@@ -17,9 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import EventStore, Mapper
 
-from hub.adapters.config.loading import load_domain
 from hub.adapters.privacy import sealing as privacy
-from hub.adapters.store.follower import LogFollower
 from hub.application.ledger import CaseLedger
 from hub.application.ports import DomainConfig, LogOpener
 from hub.vocabulary import APPLICATION_NAME
@@ -41,19 +38,11 @@ class SealedCaseLedger(CaseLedger):
         *,
         domain: DomainConfig,
         config_dir: Path | None = None,
+        follow_log: LogOpener,
         cache_size: int = 100_000,
-        follow_log: LogOpener | None = None,
     ) -> None:
         self._config_dir = config_dir  # before the Application constructs its event store
         super().__init__(env, domain=domain, cache_size=cache_size, follow_log=follow_log)
-
-    @classmethod
-    def configured(
-        cls, env: Mapping[str, str] | None = None, *, config_dir: Path | None = None
-    ) -> SealedCaseLedger:
-        """The ledger as deployed: the domain configuration of ``config_dir`` (the shipped defaults
-        when None; the environment is not read), sealing, and the gap-safe log follower."""
-        return cls(env, domain=load_domain(config_dir), config_dir=config_dir, follow_log=LogFollower)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=privacy.PrivacyMapper)

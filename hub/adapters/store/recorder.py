@@ -56,7 +56,7 @@ def start_recorder(open_ledger: LedgerFactory) -> tuple[Connection, int]:
 
 
 def _record(conn: Connection, open_ledger: LedgerFactory) -> None:
-    """The recorder's loop: commit each staged batch in one transaction, in order, and answer it."""
+    """The recorder's loop: commit each batch the writer sent in one transaction, in order, and answer it."""
     from eventsourcing.persistence import IntegrityError, StoredEvent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -76,7 +76,7 @@ def _record(conn: Connection, open_ledger: LedgerFactory) -> None:
         try:
             request = decoder.decode(conn.recv_bytes())
         except (EOFError, OSError):
-            return  # the writer is gone: nothing it staged is acknowledged without our reply
+            return  # the writer is gone: nothing it sent is acknowledged without our reply
         if isinstance(request, Reset):
             poisoned = False
             continue

@@ -15,11 +15,12 @@ next batch (that batch fails and is redelivered).
 Inside, the writer is two processes (ADR 0002, session 4): it decides each batch and maps its new
 events to stored rows, and its forked child, the recorder (记录进程, ``recorder``), inserts and
 commits them, one transaction per batch, in order. While batch N is committed, batch N+1 is decided
-on top of N's staged state; the intake still hears "applied" for a batch only after its commit.
-When a batch is not recorded, everything staged after it is dropped by the recorder until the
-writer, having forgotten its cached cases, stages those batches again decided from the store (a
-conflict, i.e. a case created optimistically that existed after all, is decided again once, as
-before). A dead recorder ends the writer, which the intake restarts.
+on top of N's cases as decided, not yet committed (N is *in flight*: sent to the recorder, not yet
+answered); the intake still hears "applied" for a batch only after its commit. When a batch is not
+recorded, every batch sent after it is dropped by the recorder until the writer, having forgotten
+its cached cases, decides those batches again from the store and sends them anew (a conflict, i.e. a
+case created optimistically that existed after all, is decided again once, as before). A dead
+recorder ends the writer, which the intake restarts.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WINDOW = 3
-"""Staged batches the recorder may hold at once (each decided on top of the ones before it); the
-intake's ``PIPELINE`` is one more, so a batch is always waiting when the writer is free."""
+"""Batches in flight at once: sent to the recorder, not yet answered, each decided on top of the
+ones before it; the intake's ``PIPELINE`` is one more, so a batch is always waiting when the writer
+is free."""
 
 
 def serve(conn: Connection, open_ledger: LedgerFactory) -> None:
@@ -103,8 +105,8 @@ class _Slot:
         self.reply: bytes | None = None
 
 
-class _Staged:
-    """A batch staged with the recorder: its outcomes hold once its rows are committed."""
+class _InFlight:
+    """A batch decided and sent to the recorder: its outcomes hold once its rows are committed."""
 
     __slots__ = ("items", "outcomes", "retried", "seq", "slot")
 
@@ -116,7 +118,7 @@ class _Staged:
 
 
 class _Decider:
-    """The writer's loop: decide and map each batch, stage it with the recorder, answer the intake
+    """The writer's loop: decide and map each batch, send its rows to the recorder, answer the intake
     once the recorder committed it (ADR 0002: ack after commit still holds per batch)."""
 
     def __init__(self, conn: Connection, ledger: CaseLedger, recorder: Connection) -> None:
@@ -125,13 +127,13 @@ class _Decider:
         self.requests: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
         self.results = msgspec.msgpack.Decoder(Recorded)
         self.replies: deque[_Slot] = deque()
-        self.staged: deque[_Staged] = deque()
+        self.in_flight: deque[_InFlight] = deque()
         self.seq = 0
 
     def run(self) -> None:
         while True:
             sources: list[Connection] = [self.recorder]
-            if len(self.staged) < WINDOW:
+            if len(self.in_flight) < WINDOW:
                 sources.append(self.conn)
             ready = multiprocessing.connection.wait(sources)
             if self.recorder in ready:
@@ -164,7 +166,7 @@ class _Decider:
         slot = _Slot(request.id)
         self.replies.append(slot)
         if isinstance(request, Apply):
-            self._stage(_Staged(slot, [m.from_wire(w) for w in request.events]), trust_cache=True)
+            self._decide_and_send(_InFlight(slot, [m.from_wire(w) for w in request.events]), trust_cache=True)
             return
         try:
             slot.reply = self.encoder.encode(BreachList(slot.id, self.ledger.breach_events(request.now)))
@@ -172,10 +174,10 @@ class _Decider:
             log.exception("request failed")
             slot.reply = self.encoder.encode(Failed(f"{exc.__class__.__name__}: {exc}", slot.id))
 
-    def _stage(self, batch: _Staged, *, trust_cache: bool) -> None:
+    def _decide_and_send(self, batch: _InFlight, *, trust_cache: bool) -> None:
         try:
             # An event that fails by itself is isolated (FAILED, dead-lettered by the intake); only
-            # a failure of the store fails the batch. Before isolating, what was staged earlier is
+            # a failure of the store fails the batch. Before isolating, the batches in flight are
             # committed first, so that the events are decided again on the store as it is.
             batch.outcomes, stored = self.ledger.decide_isolating(
                 batch.items, trust_cache=trust_cache, before_isolating=self._drain
@@ -191,18 +193,18 @@ class _Decider:
         # The case ledger's originator ids are UUIDs (the library types them ``UUID | str``).
         rows = [Row(cast("UUID", s.originator_id), s.originator_version, s.topic, s.state) for s in stored]
         self.recorder.send_bytes(self.encoder.encode(Record(batch.seq, rows)))
-        self.staged.append(batch)
+        self.in_flight.append(batch)
 
     def _recorded(self, result: Recorded) -> None:
-        if not self.staged or result.seq < self.staged[0].seq:
-            return  # skipped after a failure, and already staged again under a new number
-        if result.seq > self.staged[0].seq:
-            # The recorder answers every staged batch in order: a later number means one was lost.
+        if not self.in_flight or result.seq < self.in_flight[0].seq:
+            return  # skipped after a failure, and already sent again under a new number
+        if result.seq > self.in_flight[0].seq:
+            # The recorder answers every batch in flight in order: a later number means one was lost.
             raise ProtocolError(
-                f"the store recorder answered batch {result.seq} while batch {self.staged[0].seq} "
+                f"the store recorder answered batch {result.seq} while batch {self.in_flight[0].seq} "
                 f"was waiting; the writer exits (the intake restarts it)"
             )
-        batch = self.staged.popleft()
+        batch = self.in_flight.popleft()
         if not result.error and not result.skipped:
             applied = Verdict.APPLIED
             others = [
@@ -212,24 +214,24 @@ class _Decider:
             ]
             batch.slot.reply = self.encoder.encode(Applied(batch.slot.id, others))
             return
-        # Not recorded: what was staged after it was decided on top of it. Forget every cached
+        # Not recorded: the batches sent after it were decided on top of it. Forget every cached
         # case, let the recorder take batches again, and decide the rest afresh from the store.
-        later = list(self.staged)
-        self.staged.clear()
+        later = list(self.in_flight)
+        self.in_flight.clear()
         self.ledger.forget_all()
         self.recorder.send_bytes(self.encoder.encode(Reset()))
         if result.conflict and not batch.retried:
             log.info("batch conflicted (%s); deciding again from the store", result.error)
             batch.retried = True
-            self._stage(batch, trust_cache=False)
+            self._decide_and_send(batch, trust_cache=False)
         else:
             batch.slot.reply = self.encoder.encode(Failed(result.error or "not recorded", batch.slot.id))
         for other in later:
-            self._stage(other, trust_cache=True)
+            self._decide_and_send(other, trust_cache=True)
 
     def _drain(self) -> None:
-        """Wait until every staged batch is recorded (or failed, and its later ones staged again)."""
-        while self.staged:
+        """Wait until every batch in flight is recorded (or failed, and its later ones sent again)."""
+        while self.in_flight:
             try:
                 result = self.results.decode(self.recorder.recv_bytes())
             except (EOFError, OSError) as exc:
