@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.persistence import EventStore, Mapper
 
 from hub.adapters.config.loading import load_domain
+from hub.adapters.privacy import erasure  # noqa: F401  (the log holds Erasure records: their topic resolves)
 from hub.adapters.privacy import sealing as privacy
 from hub.adapters.store.follower import LogFollower
 from hub.application.ledger import CaseLedger
