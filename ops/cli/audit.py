@@ -64,14 +64,14 @@ def erase_everywhere(
     """``hub privacy erase``: every place the hub holds the person, in one command.
 
     1. the keys (the store keeps only ciphertext, the audit chain is untouched) and the
-       ``Erasure`` record in the log (hub.adapters.privacy.sealing.erase);
+       ``Erasure`` record in the log (hub.adapters.privacy.erasure.erase);
     2. the read models: a running hub's projector applies the record within its poll interval
        (it holds the DuckDB file); with the hub stopped the projector is run here, to the end of
        the log, so the file is masked (and compacted) before this command returns;
     3. the raw events in ``CITY`` and ``CITY_DLQ`` (hub.adapters.privacy), through the running
        hub's NATS, or a nats-server started here on the stopped hub's stream store.
     """
-    from hub.adapters.privacy.sealing import plan_erasure
+    from hub.adapters.privacy.erasure import plan_erasure
 
     plan = plan_erasure(ledger.mapper, ledger.recorder, person, case_id, mentions=mentions)
     return carry_out(ledger, settings, plan, reason, nats_url=nats_url)
@@ -81,7 +81,7 @@ def carry_out(
     ledger: Any, settings: Settings, plan: Any, reason: str, *, nats_url: str | None = None
 ) -> dict[str, Any]:
     """Erase what ``plan`` (an ErasurePlan) covers: keys and record, read models, streams."""
-    from hub.adapters.privacy.sealing import erase
+    from hub.adapters.privacy.erasure import erase
 
     # Asked BEFORE the record is written: the running hub's projector compacts its file right
     # after applying it, and a check made meanwhile would find the file free for an instant.
@@ -448,7 +448,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Retention by policy: erase the keys of persons whose last report is past the retention period."""
-        from hub.adapters.privacy.sealing import ErasurePlan
+        from hub.adapters.privacy.erasure import ErasurePlan
 
         settings = Settings.from_env(data_dir, store_url)
         ledger = _ledger(data_dir, store_url)

@@ -18,7 +18,7 @@ from typing import Any
 from gql import GraphQLRequest
 
 from hub import messages as m
-from hub.adapters.privacy.sealing import ERASED
+from hub.adapters.privacy.erasure import ERASED
 from ops.natsd import EmbeddedNats
 from tests.e2e.graphql_stack import document, graphql_stack
 from tests.factories import event

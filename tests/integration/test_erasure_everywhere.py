@@ -31,7 +31,7 @@ from nats.js.api import DeliverPolicy
 
 from hub import messages as m
 from hub.adapters.audit import AuditChain
-from hub.adapters.privacy.sealing import ERASED
+from hub.adapters.privacy.erasure import ERASED
 from ops.bootstrap import build_ledger, connect_nats, projector_decoder, start_intake
 from ops.natsd import EmbeddedNats
 from projections import ProjectionService, export_parquet, rebuild
@@ -365,7 +365,7 @@ async def test_an_event_the_intake_has_not_settled_is_kept_until_it_has(nats_ser
 
 def test_erasing_one_anonymous_case_shreds_its_free_text_only(tmp_path: Path) -> None:
     """`hub privacy erase --case` on a case nobody is named in: its own key goes, nothing else."""
-    from hub.adapters.privacy.sealing import erase, plan_erasure
+    from hub.adapters.privacy.erasure import erase, plan_erasure
 
     url = f"sqlite:///{tmp_path / 'events.sqlite'}"
     ledger = build_ledger(url)

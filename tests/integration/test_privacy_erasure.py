@@ -13,7 +13,7 @@ import pytest
 
 from hub import messages as m
 from hub.adapters.audit import AuditChain
-from hub.adapters.privacy.sealing import ERASED, find_person
+from hub.adapters.privacy.erasure import ERASED, find_person
 from ops.bootstrap import build_ledger, projector_decoder
 from projections import export_parquet, rebuild
 from tests.factories import case_history

@@ -7,7 +7,8 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from hub.adapters.audit.chain import GENESIS, link
-from hub.adapters.privacy.sealing import _set_path, get_path, load_policy, normalise
+from hub.adapters.privacy.policy import get_path, load_policy, normalise
+from hub.adapters.privacy.policy import set_path as _set_path
 
 OID = UUID(int=7)
 

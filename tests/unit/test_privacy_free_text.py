@@ -8,7 +8,7 @@ import uuid
 from connectors.courts import CourtsConnector
 from connectors.police import PoliceConnector
 from hub import messages as m
-from hub.adapters.privacy.sealing import load_policy
+from hub.adapters.privacy.policy import load_policy
 from hub.adapters.privacy.streams import concerns, needles
 from projections.schema import mask_statements
 

@@ -40,8 +40,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification
 
-from hub.adapters.audit.sql import StoreTables
 from hub.adapters.store.follower import LogFollower
+from hub.adapters.store.tables import StoreTables
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from hub.adapters.audit.sql import StoreTables
 from hub.adapters.store.state import stored_state
+from hub.adapters.store.tables import StoreTables
 
 _SKIP = {"timestamp", "originator_topic", "event_id", "at", "actor", "department", "_pii_"}
 

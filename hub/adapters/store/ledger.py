@@ -16,6 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import EventStore, Mapper
 
+from hub.adapters.privacy import erasure  # noqa: F401  (the log holds Erasure records: their topic resolves)
 from hub.adapters.privacy import sealing as privacy
 from hub.application.ledger import CaseLedger
 from hub.application.ports import DomainConfig, LogOpener

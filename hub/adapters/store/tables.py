@@ -5,6 +5,9 @@ live wherever the events live (one backup, one set of credentials, the same SQLi
 same PostgreSQL schema), and borrowing ``recorder.datastore`` reuses the library's connection
 settings (lock timeout, pool, schema) instead of a second configuration. Only plain SQL that both
 engines accept is used; the one difference, the parameter marker, is translated here.
+
+Why in ``store/``: it knows the store's drivers and its events table, as the rest of this package
+does; the audit chain and the privacy keyring are its users, not its owners.
 """
 
 from __future__ import annotations
