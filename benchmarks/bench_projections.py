@@ -29,14 +29,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hub.views import Window  # noqa: E402
-from hub.vocabulary import APPLICATION_NAME, OPEN_STAGES, Stage  # noqa: E402
+from hub.vocabulary import APPLICATION_NAME, OPEN_STAGE_NAMES, Stage  # noqa: E402
 from ops.bootstrap import build_ledger  # noqa: E402
 from projections import DuckDBReadModels, ReadModelStore, rebuild  # noqa: E402
 from projections.projector import reader_for, section_sizes  # noqa: E402
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
-_STAGES = [*OPEN_STAGES, Stage.CLOSED.value, Stage.EVALUATED.value]
+_STAGES = [*OPEN_STAGE_NAMES, Stage.CLOSED.value, Stage.EVALUATED.value]
 _STAGE_LIST = "[" + ", ".join(f"'{s}'" for s in _STAGES) + "]"
 
 
