@@ -109,11 +109,15 @@ async def test_a_redelivered_poison_message_is_filed_once(nats_server: EmbeddedN
             return len(deliveries) >= 2
 
         await eventually(delivered_twice, what="the unacknowledged message redelivered")
-        assert [d.metadata.num_delivered for d in deliveries[:2]] == [1, 2]
-        letters = [Letter(d, m.Reason.INVALID_JSON, "", "not JSON") for d in deliveries[:2]]
+        first, again = deliveries[0], deliveries[1]
+        # The same stored message, delivered again (on a busy machine a fetch that timed out may
+        # have taken a delivery of its own, so the count need not be exactly 2).
+        assert first.metadata.sequence.stream == again.metadata.sequence.stream
+        assert first.metadata.num_delivered < again.metadata.num_delivered
+        letters = [Letter(d, m.Reason.INVALID_JSON, "", "not JSON") for d in (first, again)]
         await file_dead_letters(js, letters[:1])
         await file_dead_letters(js, letters[1:])
         assert (await js.stream_info(m.DLQ_STREAM)).state.messages == 1
-        assert [lt.deliveries for lt in await read_dead_letters(js)] == [1]
+        assert [lt.deliveries for lt in await read_dead_letters(js)] == [first.metadata.num_delivered]
     finally:
         await nc.close()
